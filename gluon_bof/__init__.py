@@ -1,0 +1,2 @@
+"""gluon-bof: the Bag of Freebies for object detection, on PyTorch, in GluonCV's style."""
+__version__ = "0.1.0"

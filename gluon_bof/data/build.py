@@ -1,0 +1,146 @@
+"""Dataset and loader assembly shared by the training and evaluation scripts.
+
+Turns a dataset name and root into train/val datasets, and datasets into loaders with the
+random-shape batch sampler, mixup and the YOLOv3 presets. Library code: takes keyword arguments,
+never an argparse namespace.
+"""
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+from torch.utils.data import DataLoader, Subset
+
+from .loader import DetectionBatchSampler, TransformDataset, detection_collate
+
+__all__ = ["build_datasets", "zoo_name", "MixupSettings", "yolo3_train_loader", "yolo3_val_loader", "set_mixup"]
+
+logger = logging.getLogger(__name__)
+
+
+def _voc_splits(root: str, train: bool):
+    """GluonCV's VOC splits (07+12 trainval / 07 test), keeping only the years present under root."""
+    if not train:
+        return ((2007, "test"),)
+    years = [y for y in (2007, 2012) if os.path.isdir(os.path.join(root, f"VOC{y}"))]
+    return tuple((y, "trainval") for y in years) or ((2007, "trainval"),)
+
+
+def build_datasets(dataset: str, root: Optional[str], num_samples: int = -1, train: bool = True):
+    """Returns ``(train_set, val_set)`` for ``dataset`` ('voc' or 'coco') under ``root``.
+
+    ``root=None`` selects the built-in generated data (written in the VOC layout; generated on
+    first use). ``num_samples > 0`` keeps only the first images of the training set.
+    """
+    from .coco import COCODetection
+    from .voc import VOCDetection
+    from ..utils.cli import default_data_root
+
+    if root is None:
+        if dataset != "voc":
+            raise ValueError("the built-in data is in the VOC layout: use --dataset voc or give --data-root")
+        root = default_data_root()
+        if not os.path.isfile(os.path.join(root, "classes.txt")):
+            from .synthetic import generate
+
+            logger.info("generating the built-in dataset under %s", root)
+            generate(root)
+    if dataset == "voc":
+        train_set = VOCDetection(root, splits=_voc_splits(root, True)) if train else None
+        val_set = VOCDetection(root, splits=_voc_splits(root, False))
+    elif dataset == "coco":
+        train_set = COCODetection(root, splits=("instances_train2017",)) if train else None
+        val_set = COCODetection(root, splits=("instances_val2017",), skip_empty=False)
+    else:
+        raise ValueError(f"unknown dataset {dataset!r} (voc or coco)")
+    if train_set is not None and num_samples > 0:
+        classes = train_set.classes
+        train_set = Subset(train_set, range(min(num_samples, len(train_set))))
+        train_set.classes = classes
+    return train_set, val_set
+
+
+def zoo_name(family: str, network: str, dataset: str, classes: Sequence[str]) -> Tuple[str, dict]:
+    """The registered model for a dataset: ``{family}_{network}_{dataset}`` when ``classes`` are that
+    dataset's standard classes, else ``{family}_{network}_custom`` with ``classes``.
+
+    Returns ``(name, kwargs)`` for ``get_model``.
+    """
+    from .coco import COCODetection
+    from .voc import VOCDetection
+
+    standard = {"voc": tuple(VOCDetection.CLASSES), "coco": tuple(getattr(COCODetection, "CLASSES", ()))}
+    if tuple(classes) == standard.get(dataset):
+        return f"{family}_{network}_{dataset}", {}
+    return f"{family}_{network}_custom", {"classes": list(classes)}
+
+
+class _FixedRatio:
+    """A picklable 'draw' that always returns the same mixup ratio (the paper's Table 1, 0.5)."""
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def __call__(self, *args):
+        return self.value
+
+
+@dataclass
+class MixupSettings:
+    """Mixup ratio distribution: Beta(alpha, beta) (paper: 1.5, 1.5), or a fixed ratio."""
+
+    alpha: float = 1.5
+    beta: float = 1.5
+    fixed: Optional[float] = None
+
+    def draw(self) -> Tuple:
+        """``(fn, *args)`` for ``MixupDetection.set_mixup``."""
+        if self.fixed is not None:
+            return (_FixedRatio(self.fixed),)
+        return (np.random.beta, self.alpha, self.beta)
+
+
+def set_mixup(mixup_set, settings: MixupSettings, enabled: bool) -> None:
+    """Switches a ``MixupDetection`` on (with ``settings``) or off (weight 1, no second image)."""
+    if enabled:
+        mixup_set.set_mixup(*settings.draw())
+    else:
+        mixup_set.set_mixup(None)
+
+
+def yolo3_train_loader(dataset, *, batch_size: int, sizes, num_workers: int = 4, seed: int = 0,
+                       rank: int = 0, world_size: int = 1, mixup: Optional[MixupSettings] = None,
+                       data_aug: bool = True, hue_mode: str = "degrees"):
+    """The YOLOv3 training loader: (mixup) + ``YOLO3DefaultTrainTransform`` at random shapes.
+
+    Returns ``(loader, batch_sampler, mixup_dataset_or_None)``; batches are ``([B,3,S,S], [B,M,6])``.
+    """
+    from .mixup import MixupDetection
+    from .transforms.presets.yolo import YOLO3DefaultTrainTransform
+
+    mixup_set = None
+    if mixup is not None:
+        mixup_set = MixupDetection(dataset, *mixup.draw())
+        dataset = mixup_set
+    first = sizes if isinstance(sizes, int) else sizes[0]
+    transform = YOLO3DefaultTrainTransform(first, first, mixup=mixup is not None, data_aug=data_aug,
+                                           hue_mode=hue_mode)
+    sampler = DetectionBatchSampler(len(dataset), batch_size, sizes=sizes, interval=10, shuffle=True,
+                                    drop_last=True, seed=seed, rank=rank, world_size=world_size)
+    loader = DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
+                        num_workers=num_workers, collate_fn=detection_collate,
+                        persistent_workers=False, pin_memory=False)
+    return loader, sampler, mixup_set
+
+
+def yolo3_val_loader(dataset, *, batch_size: int, data_shape: int, num_workers: int = 4, rank: int = 0,
+                     world_size: int = 1):
+    """The YOLOv3 validation loader at ``data_shape``: batches ``([B,3,S,S], [B,M,6] with difficult)``."""
+    from .transforms.presets.yolo import YOLO3DefaultValTransform
+
+    transform = YOLO3DefaultValTransform(data_shape, data_shape)
+    sampler = DetectionBatchSampler(len(dataset), batch_size, sizes=data_shape, shuffle=False,
+                                    drop_last=False, rank=rank, world_size=world_size)
+    return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
+                      num_workers=num_workers, collate_fn=detection_collate)

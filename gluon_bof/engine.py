@@ -1,0 +1,160 @@
+"""The training and evaluation loops every detection script shares.
+
+``train_one_epoch`` runs one epoch of ``losses = model(images, labels)`` steps; ``evaluate`` runs
+``ids, scores, bboxes = model(images)`` over a loader and feeds a GluonCV-style metric.
+"""
+import logging
+import math
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .utils.distributed import all_gather_object, is_main_process
+from .utils.logger import AverageMeter
+
+__all__ = ["train_one_epoch", "evaluate", "StopRequest", "amp_settings"]
+
+logger = logging.getLogger(__name__)
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step, so the run can write a
+    checkpoint at a step boundary and exit instead of dying mid-update. A second signal aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("signal %d: stopping after this step (send again to abort)", signum)
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, h in self._previous.items():
+            signal.signal(sig, h)
+        return False
+
+
+def amp_settings(enabled: bool, dtype: str, device: torch.device):
+    """``(autocast dtype or None, GradScaler or None)`` for ``--amp``.
+
+    Autocast runs on CUDA only (a warning elsewhere); float16 gets a loss scaler, bfloat16 needs none.
+    """
+    if not enabled:
+        return None, None
+    if device.type != "cuda":
+        logger.warning("--amp needs CUDA; training in float32 on %s", device)
+        return None, None
+    amp_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    return amp_dtype, scaler
+
+
+def _progress(iterable, total, desc):
+    disable = not is_main_process()
+    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True,
+                mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
+
+
+def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, device: torch.device,
+                    scaler=None, amp_dtype: Optional[torch.dtype] = None, log_interval: int = 100,
+                    start_iter: int = 0, on_step: Optional[Callable[[int], bool]] = None,
+                    stop: Optional[StopRequest] = None) -> dict:
+    """Trains for one epoch (from batch ``start_iter`` when resuming mid-epoch).
+
+    ``lr_scheduler.step()`` is called before every update (the learning rate is a function of the
+    global iteration). ``on_step(epoch_iter)`` runs after every update; the loop ends early when it
+    returns True or when ``stop`` was requested. Returns the epoch's mean losses plus ``lr``,
+    ``images_per_sec`` and ``epoch_iter`` (batches done, for checkpoints) and ``stopped``.
+    """
+    model.train()
+    meter = AverageMeter()
+    window, window_images, window_start = AverageMeter(), 0, time.time()
+    epoch_images, epoch_start = 0, time.time()
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
+    it = start_iter
+    stopped = False
+    bar = _progress(loader, total=len(loader), desc=f"epoch {epoch}")
+    for images, labels in bar:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        lr_scheduler.step()
+        with autocast:
+            losses = model(images, labels)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite loss at epoch {epoch} batch {it}: "
+                + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items()))
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        it += 1
+        values = {k: v.detach().item() for k, v in losses.items()}
+        meter.update(values, images.shape[0])
+        window.update(values, images.shape[0])
+        window_images += images.shape[0]
+        epoch_images += images.shape[0]
+        lr = optimizer.param_groups[0]["lr"]
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", size=images.shape[-1])
+        if log_interval and it % log_interval == 0 and is_main_process():
+            speed = window_images / max(time.time() - window_start, 1e-9)
+            logger.info("[epoch %d][batch %d/%d] %s, lr=%.3e, %.1f images/s, shape %dx%d", epoch, it,
+                        len(loader) + start_iter, window, lr, speed, images.shape[-1], images.shape[-2])
+            window, window_images, window_start = AverageMeter(), 0, time.time()
+        if (on_step is not None and on_step(it)) or (stop is not None and stop.requested):
+            stopped = True
+            break
+    bar.close()
+    result = meter.mean()
+    result.update(lr=optimizer.param_groups[0]["lr"], epoch_iter=it, stopped=stopped,
+                  images_per_sec=epoch_images / max(time.time() - epoch_start, 1e-9))
+    return result
+
+
+@torch.no_grad()
+def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, desc: str = "eval"):
+    """Runs detection over ``loader`` and returns ``metric.get()``.
+
+    Predictions from every process are gathered before the metric is computed, so all processes
+    return the same numbers. Boxes are clipped to the input image when ``clip`` (YOLOv3's network
+    does not clip; GluonCV's eval script does). Labels are ``[B, M, 6]``: xyxy, class, difficult.
+    """
+    model.eval()
+    records = []
+    for images, labels in _progress(loader, total=len(loader), desc=desc):
+        ids, scores, bboxes = model(images.to(device))
+        if clip:
+            h, w = images.shape[-2:]
+            bboxes = torch.stack([bboxes[..., 0].clamp(0, w), bboxes[..., 1].clamp(0, h),
+                                  bboxes[..., 2].clamp(0, w), bboxes[..., 3].clamp(0, h)], dim=-1)
+        labels = labels.numpy()
+        difficult = labels[..., 5:6] if labels.shape[-1] > 5 else None
+        records.append((bboxes.float().cpu().numpy(), ids.float().cpu().numpy(), scores.float().cpu().numpy(),
+                        labels[..., :4], labels[..., 4:5], difficult))
+    metric.reset()
+    for part in all_gather_object(records):
+        for rec in part:
+            metric.update(*rec)
+    return metric.get()

@@ -1,0 +1,118 @@
+"""The epoch loop every detection training script shares: resume, train, validate, checkpoint.
+
+``fit`` is detector-agnostic: the script builds the model, loaders, metric, optimizer and schedule,
+and passes an ``on_epoch_start(epoch)`` callback for per-epoch switches such as turning mixup off
+for the last epochs. Checkpoints (all atomic, all resumable):
+
+- ``{prefix}_last.pth``: at every epoch end, every ``checkpoint_iters`` batches, and when a
+  SIGINT/SIGTERM stops the run;
+- ``{prefix}_best.pth``: whenever the validation mAP improves;
+- ``{prefix}_{epoch:04d}_{map:.4f}.pth``: every ``save_interval`` epochs (GluonCV's naming).
+"""
+import json
+import logging
+import os
+import time
+from typing import Callable, Optional
+
+import torch
+
+from .engine import StopRequest, evaluate, train_one_epoch
+from .utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .utils.distributed import barrier, is_main_process
+
+__all__ = ["fit", "restore"]
+
+logger = logging.getLogger(__name__)
+
+
+def restore(path: str, model, optimizer=None, lr_scheduler=None, scaler=None) -> dict:
+    """Loads a checkpoint into the given objects; returns it (``epoch``, ``epoch_iter``, ``best_map``)."""
+    state = load_checkpoint(path)
+    net = model.module if hasattr(model, "module") else model
+    net.load_state_dict(state["model"])
+    for obj, key in ((optimizer, "optimizer"), (lr_scheduler, "lr_scheduler"), (scaler, "scaler")):
+        if obj is not None and state.get(key) is not None:
+            obj.load_state_dict(state[key])
+    if state.get("rng"):
+        set_rng_state(state["rng"])
+    return state
+
+
+def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr_scheduler,
+        epochs: int, device: torch.device, save_prefix: str, model_name: str, model_kwargs: dict,
+        args: dict, scaler=None, amp_dtype=None, resume: Optional[str] = None, save_interval: int = 10,
+        val_interval: int = 1, log_interval: int = 100, checkpoint_iters: int = 0,
+        on_epoch_start: Optional[Callable[[int], None]] = None, max_epoch_iters: int = 0) -> dict:
+    """Trains ``model`` for ``epochs`` epochs (continuing from ``resume`` if given).
+
+    ``train_sampler`` must offer ``set_epoch(epoch, start_batch)`` (see ``DetectionBatchSampler``).
+    ``max_epoch_iters`` > 0 stops each epoch after that many batches (for quick experiments).
+    Returns ``{'best_map', 'history'}`` where history lists each epoch's losses and validation.
+    """
+    start_epoch, start_iter, best_map, history = 0, 0, 0.0, []
+    if resume:
+        state = restore(resume, model, optimizer, lr_scheduler, scaler)
+        start_epoch, start_iter = state["epoch"], state["epoch_iter"]
+        best_map = state.get("best_map") or 0.0
+        history = state.get("history", [])
+        logger.info("resumed from %s at epoch %d, batch %d (best mAP %.4f)", resume, start_epoch,
+                    start_iter, best_map)
+
+    def checkpoint(path, epoch, epoch_iter):
+        if is_main_process():
+            save_checkpoint(path, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler,
+                            scaler=scaler, epoch=epoch, epoch_iter=epoch_iter, model_name=model_name,
+                            model_kwargs=model_kwargs, best_map=best_map, args=args,
+                            extra={"history": history})
+
+    last = f"{save_prefix}_last.pth"
+    net = model.module if hasattr(model, "module") else model
+    with StopRequest() as stop:
+        for epoch in range(start_epoch, epochs):
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
+            train_sampler.set_epoch(epoch, start_batch=start_iter if epoch == start_epoch else 0)
+
+            def on_step(epoch_iter, epoch=epoch):
+                if checkpoint_iters and epoch_iter % checkpoint_iters == 0:
+                    checkpoint(last, epoch, epoch_iter)
+                return bool(max_epoch_iters) and epoch_iter >= max_epoch_iters
+
+            tic = time.time()
+            stats = train_one_epoch(model, train_loader, optimizer, lr_scheduler, epoch=epoch, device=device,
+                                    scaler=scaler, amp_dtype=amp_dtype, log_interval=log_interval,
+                                    start_iter=start_iter if epoch == start_epoch else 0, on_step=on_step,
+                                    stop=stop)
+            if stats["stopped"] and stop.requested:
+                checkpoint(last, epoch, stats["epoch_iter"])
+                logger.warning("stopped at epoch %d batch %d; resume with --resume %s", epoch,
+                               stats["epoch_iter"], last)
+                break
+            losses = {k: v for k, v in stats.items() if k.endswith("loss")}
+            logger.info("[epoch %d] %.1fs, %s, lr=%.3e, %.1f images/s", epoch, time.time() - tic,
+                        ", ".join(f"{k}={v:.3f}" for k, v in losses.items()), stats["lr"],
+                        stats["images_per_sec"])
+            record = {"epoch": epoch, "lr": stats["lr"], "images_per_sec": stats["images_per_sec"], **losses}
+            current = None
+            if val_loader is not None and ((epoch + 1) % val_interval == 0 or epoch + 1 == epochs):
+                names, values = evaluate(net, val_loader, metric, device=device, desc=f"val {epoch}")
+                current = float(values[-1])
+                logger.info("[epoch %d] validation: %s", epoch,
+                            ", ".join(f"{n}={v:.4f}" for n, v in zip(names, values)))
+                record["val"] = dict(zip(names, map(float, values)))
+            history.append(record)
+            if current is not None and current > best_map:
+                best_map = current
+                checkpoint(f"{save_prefix}_best.pth", epoch + 1, 0)
+                if is_main_process():
+                    with open(f"{save_prefix}_best_map.log", "a") as f:
+                        f.write(f"{epoch:04d}:\t{current:.4f}\n")
+            if save_interval and (epoch + 1) % save_interval == 0:
+                checkpoint(f"{save_prefix}_{epoch:04d}_{current or 0.0:.4f}.pth", epoch + 1, 0)
+            checkpoint(last, epoch + 1, 0)
+            barrier()
+    if is_main_process():
+        with open(f"{save_prefix}_history.json", "w") as f:
+            json.dump(history, f, indent=1)
+    return {"best_map": best_map, "history": history}

@@ -1,0 +1,1 @@
+"""Utilities: metrics, LR schedules, checkpoints, distributed set-up, logging, visualisation."""

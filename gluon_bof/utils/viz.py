@@ -1,0 +1,92 @@
+"""Drawing detections and per-class AP (matplotlib, Agg backend: no display needed)."""
+import os
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["plot_image", "plot_bbox", "plot_ap", "save_figure"]
+
+
+def _np(x):
+    if x is None:
+        return None
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def plot_image(img, ax=None):
+    """Shows an HxWx3 RGB image (uint8, or float in 0..255) on ``ax`` (a new figure if None)."""
+    if ax is None:
+        fig = plt.figure(figsize=(8, 8))
+        ax = fig.add_subplot(1, 1, 1)
+    img = _np(img)
+    ax.imshow(np.clip(img, 0, 255).astype(np.uint8))
+    ax.axis("off")
+    return ax
+
+
+def plot_bbox(img, bboxes, scores=None, labels=None, thresh: float = 0.5,
+              class_names: Optional[Sequence[str]] = None, colors: Optional[dict] = None, ax=None,
+              linewidth: float = 2.0, fontsize: int = 9):
+    """Draws boxes on an image, GluonCV's ``gluoncv.utils.viz.plot_bbox`` interface.
+
+    Args:
+        img: HxWx3 RGB image.
+        bboxes: ``[N, 4]`` XYXY pixel boxes (a leading batch axis of 1 is accepted); rows with
+            label < 0 or score < ``thresh`` are skipped.
+        scores, labels: ``[N]`` or ``[N, 1]``.
+        class_names: names indexed by label.
+        colors: ``{class id: (r, g, b) in 0..1}``; random but fixed per class otherwise.
+    Returns the matplotlib axes.
+    """
+    bboxes = _np(bboxes).reshape(-1, 4)
+    scores = None if scores is None else _np(scores).reshape(-1)
+    labels = None if labels is None else _np(labels).reshape(-1)
+    ax = plot_image(img, ax)
+    colors = dict(colors or {})
+    for i, box in enumerate(bboxes):
+        if (scores is not None and scores[i] < thresh) or (labels is not None and labels[i] < 0):
+            continue
+        cls = int(labels[i]) if labels is not None else -1
+        if cls not in colors:
+            colors[cls] = np.random.default_rng(cls + 7).uniform(0.1, 1.0, size=3)
+        x1, y1, x2, y2 = box
+        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colors[cls],
+                                   linewidth=linewidth))
+        name = class_names[cls] if class_names is not None and 0 <= cls < len(class_names) else str(cls)
+        text = name if scores is None else f"{name} {scores[i]:.2f}"
+        ax.text(x1, y1 - 2, text, fontsize=fontsize, color="white",
+                bbox=dict(facecolor=colors[cls], alpha=0.6, pad=1, linewidth=0))
+    return ax
+
+
+def plot_ap(names: Sequence[str], values: Sequence[float], path: str, title: str = "per-class AP"):
+    """Writes a horizontal bar chart of per-class AP (the last entry, mAP, drawn as a line)."""
+    names, values = list(names), [float(v) for v in values]
+    if names and names[-1].lower() == "map":
+        mean, names, values = values[-1], names[:-1], values[:-1]
+    else:
+        mean = float(np.nanmean(values)) if values else float("nan")
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.5))
+    ax.barh(range(len(names)), np.nan_to_num(values), color="tab:blue")
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.axvline(mean, color="tab:red", linestyle="--", label=f"mAP {mean:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("AP")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,116 @@
+#!/usr/bin/env python
+"""Train YOLOv3 with the Bag of Freebies (GluonCV's train_yolo3.py flags).
+
+One process:      python scripts/train_yolo3.py --network mobilenet0.25 --mixup --label-smooth ...
+Several devices:  torchrun --nproc_per_node 8 scripts/train_yolo3.py --syncbn ...
+Each freebie is a flag: --mixup, --label-smooth [--label-smooth-mode gluoncv], --lr-mode cosine
+--warmup-epochs N, --no-wd, --syncbn, random shapes (on unless --no-random-shape), --no-data-aug.
+"""
+import argparse
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from gluon_bof import model_zoo  # noqa: E402
+from gluon_bof.data import build  # noqa: E402
+from gluon_bof.data.loader import random_shape_sizes  # noqa: E402
+from gluon_bof.engine import amp_settings  # noqa: E402
+from gluon_bof.fit import fit  # noqa: E402
+from gluon_bof.utils import distributed as dist  # noqa: E402
+from gluon_bof.utils.cli import add_common_train_args, parse_epochs  # noqa: E402
+from gluon_bof.utils.logger import setup_logger  # noqa: E402
+from gluon_bof.utils.lr_scheduler import LRScheduler  # noqa: E402
+from gluon_bof.utils.metrics import VOC07MApMetric  # noqa: E402
+from gluon_bof.utils.optim import param_groups  # noqa: E402
+
+logger = logging.getLogger("train_yolo3")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Train YOLOv3 with the Bag of Freebies.")
+    parser.add_argument("--network", default="darknet53", help="darknet53 | mobilenet1.0 | mobilenet0.25")
+    parser.add_argument("--data-shape", type=int, default=416, help="validation size (training: random shapes)")
+    parser.add_argument("--no-random-shape", action="store_true", help="train at --data-shape only")
+    parser.add_argument("--random-shape-min", type=int, default=320, help="smallest random shape (GluonCV: 320)")
+    parser.add_argument("--random-shape-max", type=int, default=608, help="largest random shape (GluonCV: 608)")
+    parser.add_argument("--label-smooth-mode", default="paper", choices=["paper", "gluoncv"],
+                        help="paper: 1-eps / eps/(K-1) (Eq. 3); gluoncv: GluonCV's min(1/C, 1/40)")
+    parser.add_argument("--hue-mode", default="degrees", choices=["degrees", "gluoncv"],
+                        help="hue jitter angle unit: degrees (correct) or GluonCV's radians behaviour")
+    add_common_train_args(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ctx = dist.init_distributed(args.device)
+    try:
+        run(args, ctx)
+    finally:
+        dist.cleanup()
+
+
+def run(args, ctx):
+    net_name = f"yolo3_{args.network}_{args.dataset}"
+    save_prefix = args.save_prefix + net_name
+    setup_logger(save_prefix + "_train.log", ctx.rank)
+    logger.info("arguments: %s", vars(args))
+    torch.manual_seed(args.seed)
+    if args.batch_size % ctx.world_size:
+        raise SystemExit(f"--batch-size {args.batch_size} is not divisible by the {ctx.world_size} processes")
+    batch_size = args.batch_size // ctx.world_size
+
+    train_set, val_set = build.build_datasets(args.dataset, args.data_root, args.num_samples)
+    model_name, model_kwargs = build.zoo_name("yolo3", args.network, args.dataset, val_set.classes)
+    model_kwargs.update(label_smooth=args.label_smooth, label_smooth_eps=args.label_smooth_eps,
+                        label_smooth_mode=args.label_smooth_mode)
+    model = model_zoo.get_model(model_name, **model_kwargs).to(ctx.device)
+    if args.syncbn:
+        model = dist.convert_sync_batchnorm(model)
+
+    sizes = (args.data_shape if args.no_random_shape
+             else random_shape_sizes(args.random_shape_min, args.random_shape_max))
+    mixup = (build.MixupSettings(args.mixup_alpha, args.mixup_beta, args.mixup_fixed) if args.mixup else None)
+    train_loader, sampler, mixup_set = build.yolo3_train_loader(
+        train_set, batch_size=batch_size, sizes=sizes, num_workers=args.num_workers, seed=args.seed,
+        rank=ctx.rank, world_size=ctx.world_size, mixup=mixup, data_aug=not args.no_data_aug,
+        hue_mode=args.hue_mode)
+    val_loader = build.yolo3_val_loader(val_set, batch_size=batch_size, data_shape=args.data_shape,
+                                        num_workers=args.num_workers, rank=ctx.rank, world_size=ctx.world_size)
+    metric = VOC07MApMetric(iou_thresh=0.5, class_names=val_set.classes)
+
+    optimizer = torch.optim.SGD(param_groups(model, args.wd, args.no_wd), lr=args.lr, momentum=args.momentum)
+    steps = (list(range(args.lr_decay_period, args.epochs, args.lr_decay_period)) if args.lr_decay_period
+             else parse_epochs(args.lr_decay_epoch))
+    iters_per_epoch = len(sampler) if not args.max_epoch_iters else min(len(sampler), args.max_epoch_iters)
+    lr_scheduler = LRScheduler(optimizer, mode=args.lr_mode, base_lr=args.lr, epochs=args.epochs,
+                               iters_per_epoch=iters_per_epoch, warmup_epochs=args.warmup_epochs,
+                               warmup_lr=args.warmup_lr, step_epochs=steps, step_factor=args.lr_decay,
+                               power=2.0)
+    amp_dtype, scaler = amp_settings(args.amp, args.amp_dtype, ctx.device)
+    if ctx.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+    def on_epoch_start(epoch):
+        if mixup_set is not None:
+            build.set_mixup(mixup_set, mixup, enabled=epoch < args.epochs - args.no_mixup_epochs)
+
+    result = fit(model=model, train_loader=train_loader, train_sampler=sampler, val_loader=val_loader,
+                 metric=metric, optimizer=optimizer, lr_scheduler=lr_scheduler, epochs=args.epochs,
+                 device=ctx.device, save_prefix=save_prefix, model_name=model_name,
+                 model_kwargs=model_kwargs, args=vars(args), scaler=scaler, amp_dtype=amp_dtype,
+                 resume=args.resume or None, save_interval=args.save_interval,
+                 val_interval=args.val_interval, log_interval=args.log_interval,
+                 checkpoint_iters=args.checkpoint_iters, on_epoch_start=on_epoch_start,
+                 max_epoch_iters=args.max_epoch_iters)
+    logger.info("best validation mAP %.4f; checkpoints under %s_*.pth", result["best_map"], save_prefix)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="gluon-bof",
+    version="0.1.0",
+    description="Bag of Freebies for object detection (YOLOv3, Faster R-CNN) on PyTorch, in GluonCV's style",
+    packages=find_packages(include=["gluon_bof", "gluon_bof.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "numpy",
+        "opencv-python-headless",
+        "pycocotools",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest"]},
+)
