@@ -1,1 +1,11 @@
-"""Datasets, transforms and mixup for detection."""
+"""Datasets (VOC, COCO, the built-in generated data), transforms, mixup and batching for detection.
+
+Items follow GluonCV's contract: ``(image HxWx3 uint8 RGB, label float32 [N, 6])`` with label columns
+xmin, ymin, xmax, ymax (pixels), class id, difficult; ``MixupDetection`` appends the mix weight.
+"""
+from . import synthetic, transforms  # noqa: F401
+from .base import DatasetError  # noqa: F401
+from .coco import COCODetection  # noqa: F401
+from .loader import DetectionBatchSampler, TransformDataset, detection_collate, pad_labels  # noqa: F401
+from .mixup import MixupDetection  # noqa: F401
+from .voc import VOCDetection  # noqa: F401

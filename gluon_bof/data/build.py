@@ -13,6 +13,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Subset
 
 from .loader import DetectionBatchSampler, TransformDataset, detection_collate
+from .mixup import FixedRatio, MixupDetection
 
 __all__ = ["build_datasets", "zoo_name", "MixupSettings", "yolo3_train_loader", "yolo3_val_loader", "set_mixup"]
 
@@ -76,16 +77,6 @@ def zoo_name(family: str, network: str, dataset: str, classes: Sequence[str]) ->
     return f"{family}_{network}_custom", {"classes": list(classes)}
 
 
-class _FixedRatio:
-    """A picklable 'draw' that always returns the same mixup ratio (the paper's Table 1, 0.5)."""
-
-    def __init__(self, value: float):
-        self.value = value
-
-    def __call__(self, *args):
-        return self.value
-
-
 @dataclass
 class MixupSettings:
     """Mixup ratio distribution: Beta(alpha, beta) (paper: 1.5, 1.5), or a fixed ratio."""
@@ -97,7 +88,7 @@ class MixupSettings:
     def draw(self) -> Tuple:
         """``(fn, *args)`` for ``MixupDetection.set_mixup``."""
         if self.fixed is not None:
-            return (_FixedRatio(self.fixed),)
+            return (FixedRatio(self.fixed),)
         return (np.random.beta, self.alpha, self.beta)
 
 
@@ -116,7 +107,6 @@ def yolo3_train_loader(dataset, *, batch_size: int, sizes, num_workers: int = 4,
 
     Returns ``(loader, batch_sampler, mixup_dataset_or_None)``; batches are ``([B,3,S,S], [B,M,6])``.
     """
-    from .mixup import MixupDetection
     from .transforms.presets.yolo import YOLO3DefaultTrainTransform
 
     mixup_set = None

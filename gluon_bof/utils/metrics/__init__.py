@@ -1,0 +1,4 @@
+"""Evaluation metrics."""
+from .voc_detection import VOC07MApMetric, VOCMApMetric
+
+__all__ = ["VOCMApMetric", "VOC07MApMetric"]
