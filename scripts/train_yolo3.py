@@ -21,7 +21,7 @@ from gluon_bof.data.loader import random_shape_sizes  # noqa: E402
 from gluon_bof.engine import amp_settings  # noqa: E402
 from gluon_bof.fit import fit  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
-from gluon_bof.utils.cli import add_common_train_args, parse_epochs  # noqa: E402
+from gluon_bof.utils.cli import add_common_train_args, parse_ints  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
 from gluon_bof.utils.lr_scheduler import LRScheduler  # noqa: E402
 from gluon_bof.utils.metrics import VOC07MApMetric  # noqa: E402
@@ -37,6 +37,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-random-shape", action="store_true", help="train at --data-shape only")
     parser.add_argument("--random-shape-min", type=int, default=320, help="smallest random shape (GluonCV: 320)")
     parser.add_argument("--random-shape-max", type=int, default=608, help="largest random shape (GluonCV: 608)")
+    parser.add_argument("--head-channels", default=None,
+                        help="detection block widths deep to shallow, e.g. 64,32,32 (default: GluonCV's)")
     parser.add_argument("--label-smooth-mode", default="paper", choices=["paper", "gluoncv"],
                         help="paper: 1-eps / eps/(K-1) (Eq. 3); gluoncv: GluonCV's min(1/C, 1/40)")
     parser.add_argument("--hue-mode", default="degrees", choices=["degrees", "gluoncv"],
@@ -49,7 +51,7 @@ def main(argv=None):
     args = parse_args(argv)
     ctx = dist.init_distributed(args.device)
     try:
-        run(args, ctx)
+        return run(args, ctx)
     finally:
         dist.cleanup()
 
@@ -66,6 +68,8 @@ def run(args, ctx):
 
     train_set, val_set = build.build_datasets(args.dataset, args.data_root, args.num_samples)
     model_name, model_kwargs = build.zoo_name("yolo3", args.network, args.dataset, val_set.classes)
+    if args.head_channels:
+        model_kwargs["channels"] = parse_ints(args.head_channels)
     model_kwargs.update(label_smooth=args.label_smooth, label_smooth_eps=args.label_smooth_eps,
                         label_smooth_mode=args.label_smooth_mode)
     model = model_zoo.get_model(model_name, **model_kwargs).to(ctx.device)
@@ -85,7 +89,7 @@ def run(args, ctx):
 
     optimizer = torch.optim.SGD(param_groups(model, args.wd, args.no_wd), lr=args.lr, momentum=args.momentum)
     steps = (list(range(args.lr_decay_period, args.epochs, args.lr_decay_period)) if args.lr_decay_period
-             else parse_epochs(args.lr_decay_epoch))
+             else parse_ints(args.lr_decay_epoch))
     iters_per_epoch = len(sampler) if not args.max_epoch_iters else min(len(sampler), args.max_epoch_iters)
     lr_scheduler = LRScheduler(optimizer, mode=args.lr_mode, base_lr=args.lr, epochs=args.epochs,
                                iters_per_epoch=iters_per_epoch, warmup_epochs=args.warmup_epochs,

@@ -6,7 +6,7 @@ keyword arguments for library calls; library code never receives the namespace.
 import argparse
 import os
 
-__all__ = ["add_common_train_args", "default_data_root", "parse_epochs"]
+__all__ = ["add_common_train_args", "default_data_root", "parse_ints"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -16,7 +16,8 @@ def default_data_root() -> str:
     return os.environ.get("GLUON_BOF_DATA", os.path.join(REPO_ROOT, "data", "synthetic"))
 
 
-def parse_epochs(text: str):
+def parse_ints(text: str):
+    """"160,180" -> [160, 180]."""
     return [int(x) for x in str(text).split(",") if x.strip()]
 
 

@@ -1,0 +1,171 @@
+"""Tests of gluon_bof/model_zoo/yolo3.py: every registered YOLOv3 builds, runs eval and train,
+matches GluonCV's parameter counts and names, and decodes boxes as GluonCV does."""
+import pytest
+import torch
+
+from gluon_bof.model_zoo import yolo3  # noqa: F401  (registers the builders)
+from gluon_bof.model_zoo.registry import get_model, list_models
+
+YOLO_MODELS = [m for m in list_models() if m.startswith("yolo3_")]
+# printed once from GluonCV 0.10.5 (pretrained_base=False): trainable parameters and the number
+# of names in net._collect_params_with_prefix() (anchors and offsets included)
+GLUONCV = {"yolo3_darknet53_voc": (61626049, 372), "yolo3_darknet53_coco": (61949149, 372),
+           "yolo3_mobilenet1.0_voc": (24248097, 247), "yolo3_mobilenet1.0_coco": (24571197, 247),
+           "yolo3_mobilenet0.25_voc": (6173489, 247), "yolo3_mobilenet0.25_coco": (6358349, 247)}
+LABELS = torch.tensor([[[10., 12., 50., 70., 1., 1.], [40., 30., 90., 95., 0., 0.5]],
+                       [[-1.] * 6, [-1.] * 6]])
+
+
+def _build(name, **kwargs):
+    if name.endswith("_custom"):
+        kwargs.setdefault("classes", ["a", "b"])
+    return get_model(name, **kwargs)
+
+
+def _params(names):
+    return [pytest.param(n, marks=pytest.mark.slow) if "darknet" in n else n for n in names]
+
+
+def test_registry_has_gluoncv_names():
+    assert set(YOLO_MODELS) == set(GLUONCV) | {"yolo3_darknet53_custom",
+                                              "yolo3_mobilenet1.0_custom",
+                                              "yolo3_mobilenet0.25_custom"}
+
+
+@pytest.mark.parametrize("name", sorted(GLUONCV))
+def test_counts_and_names_match_gluoncv(name):
+    net = _build(name)
+    trainable, num_names = GLUONCV[name]
+    assert sum(p.numel() for p in net.parameters()) == trainable
+    keys = [k for k in net.state_dict() if not k.endswith("num_batches_tracked")]
+    assert len(keys) == num_names
+    for key in ("stages.0.0.weight" if "mobilenet" in name else "stages.0.0.0.weight",
+                "yolo_blocks.0.body.4.1.running_var", "yolo_blocks.2.tip.0.weight",
+                "transitions.1.1.weight", "yolo_outputs.0.anchors", "yolo_outputs.2.offsets"):
+        assert key in keys
+    assert net.yolo_outputs[0].anchors.flatten().tolist() == [116, 90, 156, 198, 373, 326]
+    assert [o.stride for o in net.yolo_outputs] == [32, 16, 8]
+    assert net.yolo_outputs[0].offsets.shape == (1, 1, 128, 128, 2)
+
+
+@pytest.mark.parametrize("name", _params(YOLO_MODELS))
+def test_eval_and_train_contracts(name):
+    net = _build(name).eval()
+    with torch.no_grad():
+        ids, scores, bboxes = net(torch.randn(2, 3, 96, 96))
+    assert ids.shape == (2, 100, 1) and scores.shape == (2, 100, 1) and bboxes.shape == (2, 100, 4)
+    for t in (ids, scores, bboxes):
+        assert torch.isfinite(t).all()
+    valid = ids >= 0
+    assert ((ids < net.num_class) | ~valid).all()
+    assert (scores[valid] > 0.01).all() and (scores[~valid] == -1).all()
+    net.train()
+    losses = net(torch.randn(2, 3, 96, 96), LABELS)
+    assert sorted(losses) == ["center_loss", "cls_loss", "obj_loss", "scale_loss"]
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    assert all(v > 0 for v in losses.values())
+    sum(losses.values()).backward()
+    grads = [p.grad for p in net.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def _small(**kwargs):
+    torch.manual_seed(0)
+    return get_model("yolo3_mobilenet0.25_custom", classes=["a", "b"], **kwargs)
+
+
+def test_decoding_by_hand_and_no_clipping():
+    net = _small().eval()
+    for out in net.yolo_outputs:
+        torch.nn.init.zeros_(out.prediction.weight)
+        torch.nn.init.zeros_(out.prediction.bias)
+    net.set_nms(0)  # NMS off: every (box, class) pair in GluonCV's order
+    with torch.no_grad():
+        ids, scores, bboxes = net(torch.randn(1, 3, 96, 96))
+    n = (9 + 36 + 144) * 3 * 2
+    assert ids.shape == (1, n, 1)
+    assert torch.allclose(scores, torch.full_like(scores, 0.25))  # sigmoid(0) * sigmoid(0)
+    # head 0 (stride 32, 3x3), class 0, cell (0, 0): centre (.5 + 0) * 32, size = anchor
+    assert bboxes[0, 0].tolist() == [16 - 58, 16 - 45, 16 + 58, 16 + 45]  # not clipped
+    assert bboxes[0, 1].tolist() == [16 - 78, 16 - 99, 16 + 78, 16 + 99]
+    # anchor 0 of cell (y=0, x=1), then class 1 repeats the boxes
+    assert bboxes[0, 3].tolist() == [48 - 58, 16 - 45, 48 + 58, 16 + 45]
+    assert ids[0, 27].item() == 1 and bboxes[0, 27].tolist() == bboxes[0, 0].tolist()
+    net.set_nms(0.45, 400, 7)
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 96, 96))[0].shape == (1, 7, 1)
+
+
+def test_empty_labels_batch_of_one_and_odd_size():
+    net = _small().train()
+    losses = net(torch.randn(1, 3, 100, 100), torch.full((1, 3, 6), -1.0))
+    assert losses["obj_loss"] > 0
+    assert losses["center_loss"] == losses["scale_loss"] == losses["cls_loss"] == 0
+    losses = net(torch.randn(1, 3, 100, 100), torch.zeros(1, 0, 6))
+    assert losses["cls_loss"] == 0
+
+
+def test_mix_weight_column_scales_box_losses():
+    net = _small().train()
+    x = torch.randn(1, 3, 128, 128)
+    box = torch.tensor([[[20., 30., 90., 100., 1.]]])
+    full = net(x, torch.cat([box, torch.ones(1, 1, 1)], -1))
+    half = net(x, torch.cat([box, torch.full((1, 1, 1), 0.5)], -1))
+    five_columns = net(x, box)
+    for key in ("center_loss", "scale_loss", "cls_loss"):
+        assert half[key].item() == pytest.approx(0.5 * full[key].item(), rel=1e-5)
+        assert five_columns[key].item() == pytest.approx(full[key].item(), rel=1e-6)
+
+
+def test_label_smoothing_changes_only_class_loss():
+    x = torch.randn(1, 3, 96, 96)
+    labels = LABELS[:1]
+    plain = _small().train()(x, labels)
+    smooth = _small(label_smooth=True, label_smooth_mode="gluoncv").train()(x, labels)
+    assert smooth["cls_loss"] != plain["cls_loss"]
+    for key in ("obj_loss", "center_loss", "scale_loss"):
+        assert smooth[key].item() == pytest.approx(plain[key].item(), rel=1e-6)
+
+
+def test_bad_labels_raise():
+    with pytest.raises(ValueError, match="yolo3.py"):
+        _small().train()(torch.randn(1, 3, 64, 64), torch.zeros(1, 4))
+
+
+def test_reset_class_reuses_weights():
+    net = _small()
+    old = net.yolo_outputs[0].prediction.weight.detach().clone()  # [3 * 7, C, 1, 1]
+    net.reset_class(["b", "c", "a"], reuse_weights=["a", "b"])
+    new = net.yolo_outputs[0].prediction.weight
+    assert net.classes == ["b", "c", "a"] and new.shape[0] == 3 * 8
+    for a in range(3):
+        assert torch.equal(new[a * 8:a * 8 + 5], old[a * 7:a * 7 + 5])
+        assert torch.equal(new[a * 8 + 5], old[a * 7 + 6])   # b
+        assert torch.equal(new[a * 8 + 7], old[a * 7 + 5])   # a
+    net.eval()
+    with torch.no_grad():
+        ids, _, _ = net(torch.randn(1, 3, 64, 64))
+    assert ids.max() < 3
+    with pytest.raises(ValueError):
+        net.reset_class(["x"], reuse_weights={0: 5})
+
+
+def test_custom_needs_classes():
+    with pytest.raises(TypeError):
+        get_model("yolo3_mobilenet0.25_custom")
+
+
+def test_pretrained_base_from_a_gluoncv_params_file(tmp_path):
+    from gluon_bof.model_zoo.gluoncv import export_gluoncv_params
+    backbone = get_model("mobilenet0.25")
+    export_gluoncv_params(backbone, tmp_path / "mobilenet0.25.params")
+    net = get_model("yolo3_mobilenet0.25_voc",
+                    pretrained_base=str(tmp_path / "mobilenet0.25.params"))
+    assert torch.equal(net.stages[0][0].weight, backbone.features[0].weight)
+    assert torch.equal(net.stages[2][10].running_var, backbone.features[79].running_var)
+    export_gluoncv_params(net, tmp_path / "yolo.params")
+    again = get_model("yolo3_mobilenet0.25_voc", pretrained=str(tmp_path / "yolo.params"))
+    assert torch.equal(again.yolo_outputs[1].prediction.weight,
+                       net.yolo_outputs[1].prediction.weight)
+    with pytest.raises(NotImplementedError, match="path"):
+        get_model("yolo3_mobilenet0.25_voc", pretrained_base=True)

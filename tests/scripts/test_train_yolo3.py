@@ -1,0 +1,75 @@
+"""End-to-end runs of scripts/train_yolo3.py on a tiny generated dataset (CPU)."""
+import json
+import os
+
+import pytest
+import torch
+
+import train_yolo3
+from gluon_bof import fit as fit_module
+from gluon_bof.engine import StopRequest
+from gluon_bof.utils.checkpoint import load_checkpoint
+
+TINY = ["--network", "mobilenet0.25", "--head-channels", "32,16,16", "--batch-size", "4", "-j", "0",
+        "--random-shape-min", "64", "--random-shape-max", "128", "--data-shape", "96", "--epochs", "2",
+        "--lr", "0.01", "--lr-mode", "cosine", "--warmup-epochs", "1", "--mixup", "--no-mixup-epochs", "1",
+        "--label-smooth", "--no-wd", "--log-interval", "0", "--num-samples", "16", "--save-interval", "0"]
+
+
+def _run(root, prefix, *extra):
+    return train_yolo3.main(TINY + ["--data-root", root, "--save-prefix", prefix, *extra])
+
+
+def test_train_writes_checkpoints_history_and_settings(synthetic_root, tmp_path):
+    result = _run(synthetic_root, str(tmp_path) + "/")
+    prefix = str(tmp_path / "yolo3_mobilenet0.25_voc")
+    state = load_checkpoint(prefix + "_last.pth")
+    assert state["epoch"] == 2 and state["epoch_iter"] == 0
+    assert state["model_name"] == "yolo3_mobilenet0.25_custom"  # the generated classes are not VOC's
+    assert state["model_kwargs"]["classes"][0] == "circle"
+    settings = json.load(open(prefix + "_last.json"))
+    assert settings["mixup"] is True and settings["lr_mode"] == "cosine"
+    history = json.load(open(prefix + "_history.json"))
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert all(k in history[0] for k in ("obj_loss", "center_loss", "scale_loss", "cls_loss", "lr"))
+    assert "mAP" in history[-1]["val"] and 0.0 <= result["best_map"] <= 1.0
+
+
+class _StopAfter(StopRequest):
+    """Requests a stop after ``limit`` training steps (as a SIGTERM would)."""
+
+    limit = 0
+    steps = 0
+
+    @property
+    def requested(self):
+        _StopAfter.steps += 1
+        return _StopAfter.steps >= _StopAfter.limit
+
+    @requested.setter
+    def requested(self, value):
+        pass
+
+
+def test_stopped_and_resumed_run_equals_uninterrupted_run(synthetic_root, tmp_path, monkeypatch):
+    _run(synthetic_root, str(tmp_path / "full") + "/")
+    full = load_checkpoint(str(tmp_path / "full" / "yolo3_mobilenet0.25_voc_last.pth"))
+
+    # stop in the middle of epoch 0 (4 batches per epoch: 16 images / 4), then resume
+    _StopAfter.limit, _StopAfter.steps = 3, 0
+    monkeypatch.setattr(fit_module, "StopRequest", _StopAfter)
+    part = str(tmp_path / "part") + "/"
+    _run(synthetic_root, part)
+    stopped = load_checkpoint(part + "yolo3_mobilenet0.25_voc_last.pth")
+    assert (stopped["epoch"], stopped["epoch_iter"]) == (0, 3)
+    monkeypatch.setattr(fit_module, "StopRequest", StopRequest)
+    _run(synthetic_root, part, "--resume", part + "yolo3_mobilenet0.25_voc_last.pth")
+    resumed = load_checkpoint(part + "yolo3_mobilenet0.25_voc_last.pth")
+
+    assert resumed["epoch"] == full["epoch"] == 2
+    for k, v in full["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    assert resumed["lr_scheduler"] == full["lr_scheduler"]
+    m_full = full["optimizer"]["state"]
+    m_res = resumed["optimizer"]["state"]
+    assert all(torch.equal(m_full[i]["momentum_buffer"], m_res[i]["momentum_buffer"]) for i in m_full)
