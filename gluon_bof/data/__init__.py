@@ -3,7 +3,7 @@
 Items follow GluonCV's contract: ``(image HxWx3 uint8 RGB, label float32 [N, 6])`` with label columns
 xmin, ymin, xmax, ymax (pixels), class id, difficult; ``MixupDetection`` appends the mix weight.
 """
-from . import synthetic, transforms  # noqa: F401
+from . import prepare, synthetic, transforms  # noqa: F401
 from .base import DatasetError  # noqa: F401
 from .coco import COCODetection  # noqa: F401
 from .loader import DetectionBatchSampler, TransformDataset, detection_collate, pad_labels  # noqa: F401

@@ -29,17 +29,19 @@ __all__ = ["conv_bn_leaky", "DarknetBasicBlockV3", "DarknetV3", "darknet53", "lo
 
 
 def load_weights(net: nn.Module, weights, builder: str) -> nn.Module:
-    """Loads GluonCV weights into ``net`` when ``weights`` is a path to a GluonCV ``.params``
-    file (our names mirror GluonCV's, see :mod:`gluon_bof.model_zoo.gluoncv`); False/None: no-op.
-    ``True`` is an error: nothing is downloaded, name the file."""
+    """Loads pretrained weights into ``net``; returns ``net``.
+
+    ``weights``: False/None: nothing; True: GluonCV's weights for the zoo name ``builder``
+    (e.g. ``'darknet53'``), fetched, verified and cached by :mod:`.model_store`; a path: a GluonCV
+    ``.params`` file (our names mirror GluonCV's, see :mod:`gluon_bof.model_zoo.gluoncv`), or a
+    gluon-bof checkpoint / state dict (``.pth``), see :func:`.model_store.load_weights_file`.
+    """
     if weights is None or weights is False:
         return net
+    from .model_store import load_pretrained, load_weights_file
     if weights is True:
-        raise NotImplementedError(f"{builder}: weights are not downloaded; pass the path of a "
-                                  f"GluonCV .params file instead of True")
-    from .gluoncv import load_gluoncv_params
-    load_gluoncv_params(net, weights)
-    return net
+        return load_pretrained(net, builder)
+    return load_weights_file(net, weights)
 
 
 def conv_bn_leaky(in_channels: int, channels: int, kernel: int, padding: int, stride: int,
@@ -116,8 +118,8 @@ def darknet53(*, classes: int = 1000, norm_layer: Callable = nn.BatchNorm2d,
               pretrained=False) -> DarknetV3:
     """Darknet-53 (https://arxiv.org/abs/1804.02767).
 
-    ``pretrained``: False, or the path of GluonCV's ``darknet53-*.params`` (see
-    :func:`load_weights`)."""
+    ``pretrained``: False, True (GluonCV's ImageNet weights, downloaded once), or a weights file
+    (see :func:`load_weights`)."""
     layers, channels = DARKNET_SPEC[53]
     net = DarknetV3(layers, channels, classes=classes, norm_layer=norm_layer)
     return load_weights(net, pretrained, "darknet53")

@@ -75,26 +75,26 @@ def _mobilenet(multiplier: float, classes: int, norm_layer: Callable, pretrained
 @register_model("mobilenet1.0")
 def mobilenet1_0(*, classes: int = 1000, norm_layer: Callable = nn.BatchNorm2d,
                  pretrained=False) -> MobileNet:
-    """MobileNet v1, width 1.0. ``pretrained``: False or a GluonCV ``.params`` path."""
+    """MobileNet v1, width 1.0. ``pretrained``: False, True or a weights file (``load_weights``)."""
     return _mobilenet(1.0, classes, norm_layer, pretrained)
 
 
 @register_model("mobilenet0.75")
 def mobilenet0_75(*, classes: int = 1000, norm_layer: Callable = nn.BatchNorm2d,
                   pretrained=False) -> MobileNet:
-    """MobileNet v1, width 0.75. ``pretrained``: False or a GluonCV ``.params`` path."""
+    """MobileNet v1, width 0.75. ``pretrained``: False, True or a weights file (``load_weights``)."""
     return _mobilenet(0.75, classes, norm_layer, pretrained)
 
 
 @register_model("mobilenet0.5")
 def mobilenet0_5(*, classes: int = 1000, norm_layer: Callable = nn.BatchNorm2d,
                  pretrained=False) -> MobileNet:
-    """MobileNet v1, width 0.5. ``pretrained``: False or a GluonCV ``.params`` path."""
+    """MobileNet v1, width 0.5. ``pretrained``: False, True or a weights file (``load_weights``)."""
     return _mobilenet(0.5, classes, norm_layer, pretrained)
 
 
 @register_model("mobilenet0.25")
 def mobilenet0_25(*, classes: int = 1000, norm_layer: Callable = nn.BatchNorm2d,
                   pretrained=False) -> MobileNet:
-    """MobileNet v1, width 0.25. ``pretrained``: False or a GluonCV ``.params`` path."""
+    """MobileNet v1, width 0.25. ``pretrained``: False, True or a weights file (``load_weights``)."""
     return _mobilenet(0.25, classes, norm_layer, pretrained)

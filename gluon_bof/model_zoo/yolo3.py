@@ -295,9 +295,13 @@ def _yolo3(base: str, classes: Optional[Sequence[str]], pretrained_base=False,
     ([512, 256, 128], or [256, 128, 128] on MobileNet 0.25). Narrower heads (as GluonCV's
     ``get_yolov3`` allows) make small, fast models, e.g. ``[64, 32, 32]`` for CPU runs.
 
-    ``pretrained_base`` / ``pretrained``: False, or the path of a GluonCV ``.params`` file of the
-    backbone classifier (e.g. ``darknet53-2189ea49.params``) / of the whole detector.
+    ``pretrained_base`` / ``pretrained``: False, True (GluonCV's weights of the backbone
+    classifier, e.g. ``darknet53`` / of the detector, e.g. ``yolo3_darknet53_voc``, fetched by
+    :mod:`.model_store`), or a weights file (GluonCV ``.params`` or a gluon-bof ``.pth``). As in
+    GluonCV, ``pretrained`` makes ``pretrained_base`` moot (the backbone is not loaded).
     """
+    if pretrained:
+        pretrained_base = False
     if classes is None or len(classes) == 0:
         raise ValueError("yolo3.py: a custom YOLOv3 needs classes=[names...]")
     if base == "darknet53":
@@ -314,7 +318,8 @@ def _yolo3(base: str, classes: Optional[Sequence[str]], pretrained_base=False,
     stages = [nn.Sequential(*f[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
     net = YOLOV3(stages, channels, YOLO3_ANCHORS, YOLO3_STRIDES, classes, norm_layer=norm_layer,
                  **kwargs)
-    return load_weights(net, pretrained, "yolo3")
+    dataset = {tuple(VOC_CLASSES): "voc", tuple(COCO_CLASSES): "coco"}.get(tuple(classes), "custom")
+    return load_weights(net, pretrained, f"yolo3_{base}_{dataset}")
 
 
 @register_model("yolo3_darknet53_voc")

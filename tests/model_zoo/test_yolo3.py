@@ -155,7 +155,7 @@ def test_custom_needs_classes():
         get_model("yolo3_mobilenet0.25_custom")
 
 
-def test_pretrained_base_from_a_gluoncv_params_file(tmp_path):
+def test_pretrained_base_from_a_gluoncv_params_file(tmp_path, monkeypatch):
     from gluon_bof.model_zoo.gluoncv import export_gluoncv_params
     backbone = get_model("mobilenet0.25")
     export_gluoncv_params(backbone, tmp_path / "mobilenet0.25.params")
@@ -167,5 +167,8 @@ def test_pretrained_base_from_a_gluoncv_params_file(tmp_path):
     again = get_model("yolo3_mobilenet0.25_voc", pretrained=str(tmp_path / "yolo.params"))
     assert torch.equal(again.yolo_outputs[1].prediction.weight,
                        net.yolo_outputs[1].prediction.weight)
-    with pytest.raises(NotImplementedError, match="path"):
+    monkeypatch.setenv("GLUON_BOF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MXNET_GLUON_REPO", f"file://{tmp_path}/no-mirror/")
+    from gluon_bof.model_zoo.model_store import ModelStoreError
+    with pytest.raises(ModelStoreError, match="mobilenet0.25-f0046a3d.params"):
         get_model("yolo3_mobilenet0.25_voc", pretrained_base=True)

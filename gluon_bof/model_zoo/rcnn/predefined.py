@@ -1,0 +1,97 @@
+"""Registered Faster R-CNN builders with GluonCV's names and settings (C4 on ResNet v1b/v1d).
+
+Every builder takes keyword arguments only: ``pretrained_base`` (False or the path of GluonCV's
+backbone ``.params``, e.g. ``resnet50_v1b-0ecdba34.params``), ``pretrained`` (False or the path
+of a GluonCV Faster R-CNN ``.params``), ``norm_layer`` (backbone norm; default
+:class:`gluon_bof.nn.norm.FrozenBatchNorm2d`, GluonCV's ``use_global_stats=True``),
+``freeze_layers`` (GluonCV's ``train_patterns``: the stem and ``layer1`` get
+``requires_grad=False`` by default; 0 trains everything), and any :class:`FasterRCNN` option.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+from torch import nn
+
+from ...nn.norm import FrozenBatchNorm2d
+from ..darknet import load_weights
+from ..registry import register_model
+from ..yolo3 import COCO_CLASSES, VOC_CLASSES
+from .faster_rcnn import FasterRCNN
+
+__all__ = ["faster_rcnn_c4"]
+
+_ZOO = dict(roi_mode="align", roi_size=(14, 14), strides=16, rpn_channel=1024, base_size=16,
+            scales=(2, 4, 8, 16, 32), ratios=(0.5, 1, 2), alloc_size=(128, 128),
+            rpn_nms_thresh=0.7, rpn_train_pre_nms=12000, rpn_train_post_nms=2000,
+            rpn_test_pre_nms=6000, num_sample=128, pos_iou_thresh=0.5, pos_ratio=0.25,
+            max_num_gt=100)
+_VOC = dict(_ZOO, short=600, max_size=1000, nms_thresh=0.3, nms_topk=400, post_nms=100,
+            clip=None, rpn_test_post_nms=300, rpn_min_size=16)
+_COCO = dict(_ZOO, short=800, max_size=1333, nms_thresh=0.5, nms_topk=-1, post_nms=-1,
+             clip=4.14, rpn_test_post_nms=1000, rpn_min_size=1)
+
+
+def faster_rcnn_c4(base: str, classes: Sequence[str], settings: Optional[dict] = None,
+                   pretrained_base=False, pretrained=False,
+                   norm_layer: Callable = FrozenBatchNorm2d, freeze_layers: int = 1,
+                   **kwargs) -> FasterRCNN:
+    """Faster R-CNN C4 on the registered backbone ``base`` (e.g. 'resnet50_v1b'): ``features``
+    = conv1, bn1, relu, maxpool, layer1..3; ``top_features`` = layer4; ``settings`` then
+    ``kwargs`` go to :class:`FasterRCNN`. ``freeze_layers`` n >= 1 freezes the stem and layers
+    1..n (GluonCV: 1)."""
+    from .. import resnetv1b  # noqa: F401  (registers the backbones)
+    from ..registry import get_model
+    if not classes:
+        raise ValueError("faster_rcnn: a custom Faster R-CNN needs classes=[names...]")
+    backbone = get_model(base, norm_layer=norm_layer, pretrained=pretrained_base)
+    features = nn.Sequential(*(getattr(backbone, n) for n in (
+        "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")))
+    top_features = nn.Sequential(backbone.layer4)
+    if freeze_layers > 0:
+        stages = [features[3 + i] for i in range(1, min(freeze_layers, 3) + 1)]
+        for module in [features[0]] + stages:
+            module.requires_grad_(False)
+        if freeze_layers >= 4:
+            top_features.requires_grad_(False)
+    net = FasterRCNN(features, top_features, classes, **{**(settings or {}), **kwargs})
+    return load_weights(net, pretrained, f"faster_rcnn_{base}")
+
+
+@register_model("faster_rcnn_resnet50_v1b_voc")
+def faster_rcnn_resnet50_v1b_voc(**kwargs) -> FasterRCNN:
+    """Faster R-CNN C4, ResNet-50 v1b, Pascal VOC (20 classes; 600/1000, 300 proposals)."""
+    return faster_rcnn_c4("resnet50_v1b", VOC_CLASSES, _VOC, **kwargs)
+
+
+@register_model("faster_rcnn_resnet50_v1b_coco")
+def faster_rcnn_resnet50_v1b_coco(**kwargs) -> FasterRCNN:
+    """Faster R-CNN C4, ResNet-50 v1b, COCO (80 classes; 800/1333, 1000 proposals)."""
+    return faster_rcnn_c4("resnet50_v1b", COCO_CLASSES, _COCO, **kwargs)
+
+
+@register_model("faster_rcnn_resnet101_v1d_voc")
+def faster_rcnn_resnet101_v1d_voc(**kwargs) -> FasterRCNN:
+    """Faster R-CNN C4, ResNet-101 v1d, Pascal VOC."""
+    return faster_rcnn_c4("resnet101_v1d", VOC_CLASSES, _VOC, **kwargs)
+
+
+@register_model("faster_rcnn_resnet101_v1d_coco")
+def faster_rcnn_resnet101_v1d_coco(**kwargs) -> FasterRCNN:
+    """Faster R-CNN C4, ResNet-101 v1d, COCO."""
+    return faster_rcnn_c4("resnet101_v1d", COCO_CLASSES, _COCO, **kwargs)
+
+
+@register_model("faster_rcnn_resnet50_v1b_custom")
+def faster_rcnn_resnet50_v1b_custom(*, classes: Sequence[str], **kwargs) -> FasterRCNN:
+    """Faster R-CNN C4, ResNet-50 v1b, given foreground ``classes``. As GluonCV's ``_custom``
+    builder, only the backbone split is set: the rest are :class:`FasterRCNN`'s defaults
+    (GluonCV's: scales (8, 16, 32), i.e. 9 anchors; 600/1000; NMS .3/400/100); pass e.g.
+    ``scales=(2, 4, 8, 16, 32)`` for the zoo's anchors."""
+    return faster_rcnn_c4("resnet50_v1b", classes, None, **kwargs)
+
+
+@register_model("faster_rcnn_resnet101_v1d_custom")
+def faster_rcnn_resnet101_v1d_custom(*, classes: Sequence[str], **kwargs) -> FasterRCNN:
+    """Faster R-CNN C4, ResNet-101 v1d, given foreground ``classes`` (see the r50 custom)."""
+    return faster_rcnn_c4("resnet101_v1d", classes, None, **kwargs)
