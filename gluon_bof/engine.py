@@ -78,6 +78,9 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
                     stop: Optional[StopRequest] = None) -> dict:
     """Trains for one epoch (from batch ``start_iter`` when resuming mid-epoch).
 
+    Batches are ``(images, labels)`` or ``(images, labels, image_sizes)``; ``image_sizes`` (padded
+    batches of different image sizes) is passed to the model as ``image_sizes=``.
+
     ``lr_scheduler.step()`` is called before every update (the learning rate is a function of the
     global iteration). ``on_step(epoch_iter)`` runs after every update; the loop ends early when it
     returns True or when ``stop`` was requested. Returns the epoch's mean losses plus ``lr``,
@@ -91,12 +94,13 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
     it = start_iter
     stopped = False
     bar = _progress(loader, total=len(loader), desc=f"epoch {epoch}")
-    for images, labels in bar:
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
+    for batch in bar:
+        images = batch[0].to(device, non_blocking=True)
+        labels = batch[1].to(device, non_blocking=True)
+        extra = {"image_sizes": batch[2].to(device)} if len(batch) > 2 else {}
         lr_scheduler.step()
         with autocast:
-            losses = model(images, labels)
+            losses = model(images, labels, **extra)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -140,15 +144,29 @@ def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, 
     Predictions from every process are gathered before the metric is computed, so all processes
     return the same numbers. Boxes are clipped to the input image when ``clip`` (YOLOv3's network
     does not clip; GluonCV's eval script does). Labels are ``[B, M, 6]``: xyxy, class, difficult.
+    A batch may carry a third element, ``image_sizes [B, 2]`` (each image's real height and width
+    inside a zero-padded batch, see ``detection_pad_collate``): it is passed to the model as
+    ``image_sizes=`` and boxes are clipped to each image's own size.
     """
     model.eval()
     records = []
-    for images, labels in _progress(loader, total=len(loader), desc=desc):
-        ids, scores, bboxes = model(images.to(device))
-        if clip:
-            h, w = images.shape[-2:]
-            bboxes = torch.stack([bboxes[..., 0].clamp(0, w), bboxes[..., 1].clamp(0, h),
-                                  bboxes[..., 2].clamp(0, w), bboxes[..., 3].clamp(0, h)], dim=-1)
+    for batch in _progress(loader, total=len(loader), desc=desc):
+        images, labels = batch[0], batch[1]
+        if len(batch) > 2:  # padded images of different sizes: [B, 2] real (h, w) each
+            image_sizes = batch[2].to(device)
+            ids, scores, bboxes = model(images.to(device), image_sizes=image_sizes)
+            if clip:
+                hw = image_sizes.to(bboxes.dtype)[:, None, :]  # [B, 1, 2]
+                bboxes = torch.stack([torch.minimum(bboxes[..., 0].clamp(min=0), hw[..., 1]),
+                                      torch.minimum(bboxes[..., 1].clamp(min=0), hw[..., 0]),
+                                      torch.minimum(bboxes[..., 2].clamp(min=0), hw[..., 1]),
+                                      torch.minimum(bboxes[..., 3].clamp(min=0), hw[..., 0])], dim=-1)
+        else:
+            ids, scores, bboxes = model(images.to(device))
+            if clip:
+                h, w = images.shape[-2:]
+                bboxes = torch.stack([bboxes[..., 0].clamp(0, w), bboxes[..., 1].clamp(0, h),
+                                      bboxes[..., 2].clamp(0, w), bboxes[..., 3].clamp(0, h)], dim=-1)
         labels = labels.numpy()
         difficult = labels[..., 5:6] if labels.shape[-1] > 5 else None
         records.append((bboxes.float().cpu().numpy(), ids.float().cpu().numpy(), scores.float().cpu().numpy(),

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -21,7 +21,8 @@ from .engine import StopRequest, evaluate, train_one_epoch
 from .utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .utils.distributed import barrier, is_main_process
 
-__all__ = ["fit", "restore"]
+__all__ = ["fit", "restore", "start_run", "decay_epochs", "build_optimizer_and_schedule",
+           "wrap_distributed", "resolve_device", "load_eval_model", "evaluate_at_sizes"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,57 @@ def restore(path: str, model, optimizer=None, lr_scheduler=None, scaler=None) ->
     if state.get("rng"):
         set_rng_state(state["rng"])
     return state
+
+
+def start_run(*, save_prefix: str, rank: int, world_size: int, seed: int, batch_size: int,
+              settings: dict, name: str = "train") -> int:
+    """Common start of a training script: logs to ``{save_prefix}_train.log`` (rank 0), logs the
+    resolved ``settings``, seeds torch, and returns the per-process batch size
+    ``batch_size / world_size`` (an error when it does not divide)."""
+    from .utils.logger import setup_logger
+
+    setup_logger(save_prefix + "_train.log", rank)
+    logging.getLogger(name).info("arguments: %s", settings)
+    torch.manual_seed(seed)
+    if batch_size % world_size:
+        raise SystemExit(f"--batch-size {batch_size} is not divisible by the {world_size} processes")
+    return batch_size // world_size
+
+
+def decay_epochs(epochs: int, lr_decay_epoch: Sequence[int], lr_decay_period: int = 0) -> List[int]:
+    """Step-decay epochs: every ``lr_decay_period`` epochs when > 0, else ``lr_decay_epoch``."""
+    if lr_decay_period:
+        return list(range(lr_decay_period, epochs, lr_decay_period))
+    return list(lr_decay_epoch)
+
+
+def build_optimizer_and_schedule(model: torch.nn.Module, *, lr: float, momentum: float, wd: float,
+                                 no_wd: bool, iters_per_epoch: int, max_epoch_iters: int = 0,
+                                 first_update: int = 1, **schedule):
+    """SGD over the trainable parameters (``--no-wd``: no decay on biases and norm layers) and its
+    per-iteration :class:`~gluon_bof.utils.lr_scheduler.LRScheduler`.
+
+    ``iters_per_epoch`` is capped by ``max_epoch_iters`` when > 0; ``schedule`` holds the other
+    keyword arguments of :func:`~gluon_bof.utils.lr_scheduler.lr_at` (``mode``, ``epochs``,
+    ``step_epochs``, ``step_factor``, warmup ...). Returns ``(optimizer, lr_scheduler)``.
+    """
+    from .utils.lr_scheduler import LRScheduler
+    from .utils.optim import param_groups
+
+    optimizer = torch.optim.SGD(param_groups(model, wd, no_wd), lr=lr, momentum=momentum)
+    if max_epoch_iters:
+        iters_per_epoch = min(iters_per_epoch, max_epoch_iters)
+    lr_scheduler = LRScheduler(optimizer, base_lr=lr, iters_per_epoch=iters_per_epoch,
+                               first_update=first_update, **schedule)
+    return optimizer, lr_scheduler
+
+
+def wrap_distributed(model: torch.nn.Module, device: torch.device, distributed: bool) -> torch.nn.Module:
+    """``DistributedDataParallel`` around ``model`` under torchrun; the model itself otherwise."""
+    if not distributed:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr_scheduler,
@@ -116,3 +168,63 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
         with open(f"{save_prefix}_history.json", "w") as f:
             json.dump(history, f, indent=1)
     return {"best_map": best_map, "history": history}
+
+
+# ---------------------------------------------------------------------- evaluation scripts
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; anything else as given ('cpu', 'cuda:1')."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_eval_model(*, checkpoint: Optional[str] = None, model: Optional[str] = None, classes: Sequence[str],
+                    device: torch.device):
+    """The network to evaluate, in eval mode on ``device``: rebuilt from a gluon-bof
+    ``checkpoint`` or built from a zoo name ``model``. Its classes must be ``classes`` (the
+    dataset's). Returns ``(net, display_name)``."""
+    from .model_zoo import get_model
+    from .utils.checkpoint import build_model_from_checkpoint
+
+    if checkpoint:
+        net, _ = build_model_from_checkpoint(checkpoint)
+        name = os.path.basename(checkpoint)
+    else:
+        net, name = get_model(model), model
+    if list(net.classes) != list(classes):
+        raise SystemExit(f"the model's classes {list(net.classes)} differ from the dataset's {list(classes)}")
+    return net.to(device).eval(), name
+
+
+def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, device: torch.device, name: str,
+                      num_images: int, metric_name: str = "voc07", save_dir: str = "",
+                      size_header: str = "data shape") -> dict:
+    """Evaluates ``net`` once per ``(key, label, loader)`` of ``runs`` (e.g. one per input size).
+
+    Prints per-class AP and mAP for each run (``label`` names the size), then, for several runs,
+    one table of mAP per ``key``. With ``save_dir``: a per-class AP PNG per run
+    (``per_class_ap_{key}.png``) and ``eval.json`` (``{'model', 'metric', 'results'}``).
+    Returns ``{key: {class name or 'mAP': AP}}``.
+    """
+    from .utils.viz import plot_ap
+
+    results = {}
+    for key, label, loader in runs:
+        names, values = evaluate(net, loader, metric, device=device, desc=f"eval {key}")
+        results[key] = dict(zip(names, map(float, values)))
+        print(f"\n{name} at {label} ({metric_name} AP@0.5, {num_images} images)")
+        for n, v in zip(names, values):
+            print(f"  {n:>16s}: {v:.4f}")
+        if save_dir:
+            plot_ap(names, values, os.path.join(save_dir, f"per_class_ap_{key}.png"),
+                    title=f"{name} @ {key}: {metric_name} AP")
+    if len(results) > 1:
+        width = max(10, len(size_header), *(len(str(k)) for k in results))
+        print(f"\n  {size_header:>{width}s}   mAP")
+        for key, res in results.items():
+            print(f"  {str(key):>{width}s}   {res['mAP']:.4f}")
+    if save_dir:
+        os.makedirs(save_dir, exist_ok=True)
+        with open(os.path.join(save_dir, "eval.json"), "w") as f:
+            json.dump({"model": name, "metric": metric_name, "results": results}, f, indent=1)
+    return results

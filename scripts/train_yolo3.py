@@ -13,19 +13,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
 from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.data.loader import random_shape_sizes  # noqa: E402
 from gluon_bof.engine import amp_settings  # noqa: E402
-from gluon_bof.fit import fit  # noqa: E402
+from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
 from gluon_bof.utils.cli import add_common_train_args, parse_ints  # noqa: E402
-from gluon_bof.utils.logger import setup_logger  # noqa: E402
-from gluon_bof.utils.lr_scheduler import LRScheduler  # noqa: E402
 from gluon_bof.utils.metrics import VOC07MApMetric  # noqa: E402
-from gluon_bof.utils.optim import param_groups  # noqa: E402
 
 logger = logging.getLogger("train_yolo3")
 
@@ -39,6 +34,9 @@ def parse_args(argv=None):
     parser.add_argument("--random-shape-max", type=int, default=608, help="largest random shape (GluonCV: 608)")
     parser.add_argument("--head-channels", default=None,
                         help="detection block widths deep to shallow, e.g. 64,32,32 (default: GluonCV's)")
+    parser.add_argument("--obj-prior", type=float, default=None,
+                        help="start every objectness at this probability (e.g. 0.01) when training "
+                             "from scratch; default: PyTorch's init")
     parser.add_argument("--label-smooth-mode", default="paper", choices=["paper", "gluoncv"],
                         help="paper: 1-eps / eps/(K-1) (Eq. 3); gluoncv: GluonCV's min(1/C, 1/40)")
     parser.add_argument("--hue-mode", default="degrees", choices=["degrees", "gluoncv"],
@@ -59,15 +57,13 @@ def main(argv=None):
 def run(args, ctx):
     net_name = f"yolo3_{args.network}_{args.dataset}"
     save_prefix = args.save_prefix + net_name
-    setup_logger(save_prefix + "_train.log", ctx.rank)
-    logger.info("arguments: %s", vars(args))
-    torch.manual_seed(args.seed)
-    if args.batch_size % ctx.world_size:
-        raise SystemExit(f"--batch-size {args.batch_size} is not divisible by the {ctx.world_size} processes")
-    batch_size = args.batch_size // ctx.world_size
+    batch_size = start_run(save_prefix=save_prefix, rank=ctx.rank, world_size=ctx.world_size, seed=args.seed,
+                           batch_size=args.batch_size, settings=vars(args), name=logger.name)
 
     train_set, val_set = build.build_datasets(args.dataset, args.data_root, args.num_samples)
     model_name, model_kwargs = build.zoo_name("yolo3", args.network, args.dataset, val_set.classes)
+    if args.obj_prior is not None:
+        model_kwargs["obj_prior"] = args.obj_prior
     if args.head_channels:
         model_kwargs["channels"] = parse_ints(args.head_channels)
     model_kwargs.update(label_smooth=args.label_smooth, label_smooth_eps=args.label_smooth_eps,
@@ -87,22 +83,14 @@ def run(args, ctx):
                                         num_workers=args.num_workers, rank=ctx.rank, world_size=ctx.world_size)
     metric = VOC07MApMetric(iou_thresh=0.5, class_names=val_set.classes)
 
-    optimizer = torch.optim.SGD(param_groups(model, args.wd, args.no_wd), lr=args.lr, momentum=args.momentum)
-    steps = (list(range(args.lr_decay_period, args.epochs, args.lr_decay_period)) if args.lr_decay_period
-             else parse_ints(args.lr_decay_epoch))
-    iters_per_epoch = len(sampler) if not args.max_epoch_iters else min(len(sampler), args.max_epoch_iters)
-    lr_scheduler = LRScheduler(optimizer, mode=args.lr_mode, base_lr=args.lr, epochs=args.epochs,
-                               iters_per_epoch=iters_per_epoch, warmup_epochs=args.warmup_epochs,
-                               warmup_lr=args.warmup_lr, step_epochs=steps, step_factor=args.lr_decay,
-                               power=2.0)
+    optimizer, lr_scheduler = build_optimizer_and_schedule(
+        model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, iters_per_epoch=len(sampler),
+        max_epoch_iters=args.max_epoch_iters, mode=args.lr_mode, epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, step_factor=args.lr_decay, power=2.0,
+        step_epochs=decay_epochs(args.epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
     amp_dtype, scaler = amp_settings(args.amp, args.amp_dtype, ctx.device)
-    if ctx.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-
-    def on_epoch_start(epoch):
-        if mixup_set is not None:
-            build.set_mixup(mixup_set, mixup, enabled=epoch < args.epochs - args.no_mixup_epochs)
+    model = wrap_distributed(model, ctx.device, ctx.distributed)
+    on_epoch_start = build.mixup_switch(mixup_set, mixup, epochs=args.epochs, no_mixup_epochs=args.no_mixup_epochs)
 
     result = fit(model=model, train_loader=train_loader, train_sampler=sampler, val_loader=val_loader,
                  metric=metric, optimizer=optimizer, lr_scheduler=lr_scheduler, epochs=args.epochs,

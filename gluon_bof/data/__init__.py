@@ -3,9 +3,11 @@
 Items follow GluonCV's contract: ``(image HxWx3 uint8 RGB, label float32 [N, 6])`` with label columns
 xmin, ymin, xmax, ymax (pixels), class id, difficult; ``MixupDetection`` appends the mix weight.
 """
-from . import prepare, synthetic, transforms  # noqa: F401
+from . import prepare, transforms  # noqa: F401  (synthetic: `python -m gluon_bof.data.synthetic`)
 from .base import DatasetError  # noqa: F401
 from .coco import COCODetection  # noqa: F401
-from .loader import DetectionBatchSampler, TransformDataset, detection_collate, pad_labels  # noqa: F401
+from .loader import (DetectionBatchSampler, TransformDataset, detection_collate,  # noqa: F401
+                     detection_pad_collate, pad_labels)
+from .sampler import AspectRatioBatchSampler  # noqa: F401
 from .mixup import MixupDetection  # noqa: F401
 from .voc import VOCDetection  # noqa: F401

@@ -1,21 +1,26 @@
 """Dataset and loader assembly shared by the training and evaluation scripts.
 
-Turns a dataset name and root into train/val datasets, and datasets into loaders with the
-random-shape batch sampler, mixup and the YOLOv3 presets. Library code: takes keyword arguments,
-never an argparse namespace.
+Turns a dataset name and root into train/val datasets, and datasets into loaders: YOLOv3's
+(random-shape batch sampler, mixup, the YOLOv3 presets) and Faster R-CNN's (aspect-ratio grouped
+batches of padded images, mixup, the R-CNN presets). Library code: takes keyword arguments, never
+an argparse namespace.
 """
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Subset
 
-from .loader import DetectionBatchSampler, TransformDataset, detection_collate
+from .loader import DetectionBatchSampler, TransformDataset, detection_collate, detection_pad_collate
 from .mixup import FixedRatio, MixupDetection
+from .sampler import AspectRatioBatchSampler
 
-__all__ = ["build_datasets", "zoo_name", "MixupSettings", "yolo3_train_loader", "yolo3_val_loader", "set_mixup"]
+__all__ = ["build_datasets", "zoo_name", "MixupSettings", "yolo3_train_loader", "yolo3_val_loader", "set_mixup",
+           "mixup_switch", "faster_rcnn_train_loader", "faster_rcnn_val_loader"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +139,66 @@ def yolo3_val_loader(dataset, *, batch_size: int, data_shape: int, num_workers: 
                                     drop_last=False, rank=rank, world_size=world_size)
     return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
                       num_workers=num_workers, collate_fn=detection_collate)
+
+
+def mixup_switch(mixup_set, settings: Optional[MixupSettings], *, epochs: int, no_mixup_epochs: int):
+    """``on_epoch_start(epoch)`` for :func:`gluon_bof.fit.fit`: mixup on (with ``settings``) except
+    in the last ``no_mixup_epochs`` epochs; does nothing when ``mixup_set`` is None."""
+
+    def on_epoch_start(epoch: int) -> None:
+        if mixup_set is not None:
+            set_mixup(mixup_set, settings, enabled=epoch < epochs - no_mixup_epochs)
+
+    return on_epoch_start
+
+
+def _loader_generator(seed: int) -> torch.Generator:
+    """A DataLoader's own generator. Every ``iter(loader)`` draws its workers' base seed from the
+    loader's generator, by default torch's global one; Faster R-CNN samples anchors and RoIs from
+    the global generator, whose state checkpoints save, so the draw would shift a run resumed
+    mid-epoch (its iterator starts after the restore) against the uninterrupted run."""
+    return torch.Generator().manual_seed(seed)
+
+
+def faster_rcnn_train_loader(dataset, *, batch_size: int, short=600, max_size: int = 1000,
+                             num_workers: int = 4, seed: int = 0, rank: int = 0, world_size: int = 1,
+                             mixup: Optional[MixupSettings] = None, data_aug: bool = True,
+                             size_divisibility: int = 0):
+    """The Faster R-CNN training loader: (mixup) + ``FasterRCNNDefaultTrainTransform(short,
+    max_size)`` (``short`` an int, or ``(lo, hi)`` for a random shorter side per image), batches of
+    one aspect-ratio group (:class:`.sampler.AspectRatioBatchSampler`, per-sample seeds) zero-padded
+    by :func:`.loader.detection_pad_collate` (to multiples of ``size_divisibility`` if > 1).
+
+    Returns ``(loader, batch_sampler, mixup_dataset_or_None)``; batches are
+    ``(images [B,3,H,W], labels [B,M,6] (xyxy, class, mix weight), image_sizes [B,2] (h, w))``.
+    """
+    from .transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
+
+    mixup_set = None
+    if mixup is not None:
+        mixup_set = MixupDetection(dataset, *mixup.draw())
+        dataset = mixup_set
+    transform = FasterRCNNDefaultTrainTransform(short, max_size, mixup=mixup is not None, data_aug=data_aug)
+    sampler = AspectRatioBatchSampler.from_dataset(dataset, batch_size, shuffle=True, drop_last=True,
+                                                   seed=seed, rank=rank, world_size=world_size)
+    loader = DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler, num_workers=num_workers,
+                        collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
+                        persistent_workers=False, pin_memory=False, generator=_loader_generator(seed))
+    return loader, sampler, mixup_set
+
+
+def faster_rcnn_val_loader(dataset, *, batch_size: int = 1, short: int = 600, max_size: int = 1000,
+                           num_workers: int = 4, rank: int = 0, world_size: int = 1,
+                           size_divisibility: int = 0):
+    """The Faster R-CNN validation loader (``FasterRCNNDefaultValTransform``, dataset order, batches
+    of one aspect-ratio group, zero-padded). GluonCV evaluates one image per device: with
+    ``batch_size=1`` no image is padded (unless ``size_divisibility`` > 1). Batches are
+    ``(images [B,3,H,W], labels [B,M,6] (xyxy, class, difficult), image_sizes [B,2] (h, w))``."""
+    from .transforms.presets.rcnn import FasterRCNNDefaultValTransform
+
+    transform = FasterRCNNDefaultValTransform(short, max_size)
+    sampler = AspectRatioBatchSampler.from_dataset(dataset, batch_size, shuffle=False, drop_last=False,
+                                                   rank=rank, world_size=world_size)
+    return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler, num_workers=num_workers,
+                      collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
+                      generator=_loader_generator(0))

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["pad_labels", "detection_collate", "TransformDataset", "DetectionBatchSampler",
-           "random_shape_sizes"]
+__all__ = ["pad_labels", "detection_collate", "detection_pad_collate", "TransformDataset",
+           "DetectionBatchSampler", "random_shape_sizes", "epoch_order", "shard_indices", "repeat_seeds"]
 
 
 def pad_labels(labels: Sequence[np.ndarray], pad_value: float = -1.0) -> torch.Tensor:
@@ -35,6 +35,27 @@ def detection_collate(batch: List[Tuple[torch.Tensor, np.ndarray]]):
     """Collates ``(image [3,H,W], label [N,C])`` pairs of one size into ``([B,3,H,W], [B,M,C])``."""
     images = torch.stack([torch.as_tensor(b[0]) for b in batch])
     return images, pad_labels([b[1] for b in batch])
+
+
+def detection_pad_collate(batch: List[Tuple[torch.Tensor, np.ndarray]], size_divisibility: int = 0):
+    """Collates ``(image [3,H_i,W_i], label [N,C])`` pairs of different sizes (Faster R-CNN).
+
+    Images are zero-padded at the bottom/right to the batch's largest height and width (zero is
+    the mean after normalisation; GluonCV's ``Pad`` also pads with 0), each side then rounded up
+    to a multiple of ``size_divisibility`` when it is > 1 (FPN-style models).
+    Returns ``(images [B,3,H,W] float, labels [B,M,C] padded with -1, image_sizes [B,2] int64)``
+    where ``image_sizes[i] = (H_i, W_i)``, the real size of image i inside the padded batch.
+    """
+    images = [torch.as_tensor(b[0]) for b in batch]
+    sizes = torch.tensor([tuple(im.shape[-2:]) for im in images], dtype=torch.int64)
+    h, w = (int(v) for v in sizes.max(dim=0).values)
+    if size_divisibility > 1:
+        h = -(-h // size_divisibility) * size_divisibility
+        w = -(-w // size_divisibility) * size_divisibility
+    out = images[0].new_zeros((len(images), images[0].shape[0], h, w))
+    for i, im in enumerate(images):
+        out[i, :, :im.shape[-2], :im.shape[-1]] = im
+    return out, pad_labels([b[1] for b in batch]), sizes
 
 
 class TransformDataset(Dataset):
@@ -61,6 +82,36 @@ class TransformDataset(Dataset):
         if size is None:  # fixed-size batches: the transform's own size
             return self.transform(img, label)
         return self.transform(img, label, size=size)
+
+
+def epoch_order(num_samples: int, *, seed: int, epoch: int, shuffle: bool = True):
+    """An epoch's sample order and per-sample seeds, a pure function of ``(seed, epoch)``.
+
+    Returns ``(order, seeds)``: int arrays ``[num_samples]``; ``seeds[p]`` seeds the sample at
+    position ``p`` of the order (its augmentation and mixup partner, see :class:`TransformDataset`).
+    """
+    rng = np.random.default_rng([seed, 0, epoch])
+    order = rng.permutation(num_samples) if shuffle else np.arange(num_samples)
+    seeds = rng.integers(0, 2**32 - 1, size=num_samples, dtype=np.int64)
+    return order, seeds
+
+
+def shard_indices(num_items: int, rank: int = 0, world_size: int = 1):
+    """This process's share of ``num_items`` items (samples or batches), as DistributedSampler.
+
+    The items are padded by repeating the start up to a multiple of ``world_size``, and process
+    ``rank`` takes positions ``rank::world_size``. Returns ``(src, repeated)``: the source item of
+    each of its ``ceil(num_items / world_size)`` positions, and whether that position is a repeat.
+    """
+    total = math.ceil(num_items / world_size) * world_size
+    positions = np.arange(rank, total, world_size)
+    return positions % max(num_items, 1), positions >= num_items
+
+
+def repeat_seeds(seeds: np.ndarray, repeated: np.ndarray) -> np.ndarray:
+    """Gives repeated (padding) positions a seed of their own, so a repeated image is augmented
+    differently from its first occurrence."""
+    return np.where(repeated, seeds ^ 0x5BD1E995, seeds)
 
 
 def random_shape_sizes(min_size: int = 320, max_size: int = 608, step: int = 32) -> List[int]:
@@ -125,17 +176,11 @@ class DetectionBatchSampler(Sampler):
         return [self.sizes[draws[b // self.interval]] for b in range(n)]
 
     def __iter__(self):
-        rng = np.random.default_rng([self.seed, 0, self.epoch])
-        order = rng.permutation(self.num_samples) if self.shuffle else np.arange(self.num_samples)
-        seeds = rng.integers(0, 2**32 - 1, size=self.num_samples, dtype=np.int64)
-        total = self.per_rank * self.world_size
-        if total > self.num_samples:  # pad by repeating the start, as DistributedSampler does
-            pad = np.resize(np.arange(self.num_samples), total - self.num_samples)
-            order = np.concatenate([order, order[pad]])
-            seeds = np.concatenate([seeds, seeds[pad] ^ 0x5BD1E995])
-        positions = np.arange(self.rank, total, self.world_size)
+        order, seeds = epoch_order(self.num_samples, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
+        src, repeated = shard_indices(self.num_samples, self.rank, self.world_size)
+        order, seeds = order[src], repeat_seeds(seeds[src], repeated)
         sizes = self.batch_sizes()
         for b in range(self.start_batch, self.num_batches()):
-            pos = positions[b * self.batch_size:(b + 1) * self.batch_size]
+            part = slice(b * self.batch_size, (b + 1) * self.batch_size)
             size = None if len(self.sizes) == 1 else (sizes[b], sizes[b])  # fixed: the transform's own size
-            yield [(int(order[p]), size, int(seeds[p])) for p in pos]
+            yield [(int(i), size, int(s)) for i, s in zip(order[part], seeds[part])]

@@ -11,6 +11,7 @@ stride-32 head (anchors 116x90, 156x198, 373x326), ``.1`` stride 16, ``.2`` stri
 Prediction channels of a head: ``A * (5 + C)``, anchor-major; per anchor ``[tx, ty, tw, th,
 objectness, class_0 .. class_{C-1}]``.
 """
+import math
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -137,6 +138,11 @@ class YOLOV3(nn.Module):
         label_smooth: smooth class targets; ``label_smooth_mode`` 'paper' (1-eps / eps/(C-1)) or
             'gluoncv' (min(1/C, 1/40)), see :func:`yolo_target.smooth_class_targets`.
         stage_channels: output channels of each stage; inferred from the last conv if None.
+        obj_prior: if given, the objectness biases of the fresh heads start at
+            ``log(p / (1 - p))`` so every anchor initially predicts objectness ``p`` (RetinaNet's
+            prior init). Training from scratch, this keeps the objectness loss, a sum over all
+            anchors, from starting near ``0.69 * num_anchors`` and swamping the other losses.
+            None (default) keeps PyTorch's default init; loaded weights replace it either way.
 
     ``forward(x)`` (no labels), ``x [B, 3, H, W]`` normalised RGB, H and W multiples of 32:
     ``ids [B, K, 1]``, ``scores [B, K, 1]``, ``bboxes [B, K, 4]`` (XYXY input pixels, not clipped),
@@ -153,7 +159,7 @@ class YOLOV3(nn.Module):
                  pos_iou_thresh: float = 1.0, ignore_iou_thresh: float = 0.7,
                  norm_layer: Callable = nn.BatchNorm2d, label_smooth: bool = False,
                  label_smooth_eps: float = 0.1, label_smooth_mode: str = "paper",
-                 stage_channels: Optional[Sequence[int]] = None):
+                 stage_channels: Optional[Sequence[int]] = None, obj_prior: Optional[float] = None):
         super().__init__()
         if pos_iou_thresh < 1:
             raise NotImplementedError(f"yolo3.py: pos_iou_thresh {pos_iou_thresh} < 1.0 is not "
@@ -181,6 +187,8 @@ class YOLOV3(nn.Module):
             self.yolo_blocks.append(YOLODetectionBlockV3(in_ch, channel, norm_layer))
             self.yolo_outputs.append(YOLOOutputV3(i, channel * 2, len(self._classes), anchor,
                                                   stride, alloc_size))
+        if obj_prior is not None:
+            self.init_objectness(obj_prior)
 
     @property
     def classes(self) -> List[str]:
@@ -191,6 +199,14 @@ class YOLOV3(nn.Module):
     def num_class(self) -> int:
         """Number of foreground classes (no background)."""
         return len(self._classes)
+
+    @torch.no_grad()
+    def init_objectness(self, prior: float) -> None:
+        """Sets every head's objectness bias to ``log(prior / (1 - prior))``."""
+        if not 0 < prior < 1:
+            raise ValueError(f"yolo3.py: obj_prior must be in (0, 1), got {prior}")
+        for out in self.yolo_outputs:
+            out.prediction.bias.view(out.num_anchors, -1)[:, 4] = math.log(prior / (1 - prior))
 
     def set_nms(self, nms_thresh: float = 0.45, nms_topk: int = 400, post_nms: int = 100) -> None:
         """Eval NMS settings: per-class NMS at IoU ``nms_thresh`` (outside (0, 1): no NMS, all raw

@@ -1,3 +1,5 @@
-"""Neural-network building blocks shared by models: losses and NMS."""
+"""Neural-network building blocks shared by models: losses, NMS, norm layers."""
 from .loss import YOLOV3Loss  # noqa: F401
 from .nms import box_nms  # noqa: F401
+from .norm import FrozenBatchNorm2d, convert_frozen_bn, freeze_bn  # noqa: F401
+from .rcnn_loss import FasterRCNNLoss, smooth_label_cross_entropy  # noqa: F401

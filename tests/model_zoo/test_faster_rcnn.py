@@ -155,3 +155,13 @@ def test_overfit_two_images():
         total.backward()
         opt.step()
     assert np.mean(hist[-5:]) < 0.6 * np.mean(hist[:5])
+
+
+def test_pretrained_true_asks_the_store_for_the_zoo_name(tmp_path, monkeypatch):
+    from gluon_bof.model_zoo.model_store import ModelStoreError
+
+    monkeypatch.setenv("GLUON_BOF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MXNET_GLUON_REPO", f"file://{tmp_path}/no-mirror/")
+    # GluonCV's sha1 table: 447328d8... is faster_rcnn_resnet50_v1b_voc's published file
+    with pytest.raises(ModelStoreError, match="faster_rcnn_resnet50_v1b_voc-447328d8"):
+        get_model("faster_rcnn_resnet50_v1b_voc", pretrained=True)

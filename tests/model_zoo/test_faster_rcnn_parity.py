@@ -12,32 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from random_weights import draw_params  # tests/fixtures: the generators' weight recipe
+
 from gluon_bof.model_zoo import rcnn  # noqa: F401
 from gluon_bof.model_zoo.gluoncv import load_gluoncv_params
 from gluon_bof.model_zoo.registry import get_model
 
 FX_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "rcnn_r50_voc.npz"
-
-
-def draw_params(names, shapes, seed, gain):
-    """The weight recipe of tests/fixtures/gen_rcnn.py (= gen_yolo3.py; must stay identical)."""
-    rs = np.random.RandomState(seed)
-    out = {}
-    for name in sorted(names):
-        shape = tuple(shapes[name])
-        kind = name.rsplit(".", 1)[-1]
-        if kind in ("anchors", "offsets"):
-            continue
-        if kind == "weight":
-            arr = rs.standard_normal(shape) * np.sqrt(gain / np.prod(shape[1:]))
-        elif kind in ("bias", "beta", "running_mean"):
-            arr = rs.normal(0, .1, shape)
-        elif kind in ("gamma", "running_var"):
-            arr = rs.uniform(.5, 1.5, shape)
-        else:
-            raise ValueError(f"no recipe for parameter {name}")
-        out[name] = arr.astype(np.float32)
-    return out
 
 
 @pytest.fixture(scope="module")

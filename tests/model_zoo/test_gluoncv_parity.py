@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from random_weights import draw_params  # tests/fixtures: the generators' weight recipe
+
 from gluon_bof.model_zoo import darknet, mobilenet, yolo3  # noqa: F401  (register the builders)
 from gluon_bof.model_zoo.gluoncv import export_gluoncv_params, load_gluoncv_params
 from gluon_bof.model_zoo.mxnet_params import load_params, save_params
@@ -32,27 +34,6 @@ LOSS_RTOL = 1e-4  # against GluonCV's network run in float64 (its exact mathemat
 # small random-weight maps); see tests/fixtures/gen_yolo3.py.
 LOSS32_RTOL = 1e-3
 LOSS_KEYS = ("obj_loss", "center_loss", "scale_loss", "cls_loss")
-
-
-def draw_params(names, shapes, seed, gain):
-    """The weight recipe of tests/fixtures/gen_yolo3.py (must stay identical)."""
-    rs = np.random.RandomState(seed)
-    out = {}
-    for name in sorted(names):
-        shape = tuple(shapes[name])
-        kind = name.rsplit(".", 1)[-1]
-        if kind in ("anchors", "offsets"):
-            continue
-        if kind == "weight":
-            arr = rs.standard_normal(shape) * np.sqrt(gain / np.prod(shape[1:]))
-        elif kind in ("bias", "beta", "running_mean"):
-            arr = rs.normal(0, .1, shape)
-        elif kind in ("gamma", "running_var"):
-            arr = rs.uniform(.5, 1.5, shape)
-        else:
-            raise ValueError(f"no recipe for parameter {name}")
-        out[name] = arr.astype(np.float32)
-    return out
 
 
 def _fixture(name):

@@ -6,7 +6,6 @@ eval-mode logits of networks whose weights both sides draw with ``draw_params`` 
 ``tests/fixtures/gen_yolo3.py`` (imported from there, so the recipe cannot drift).
 """
 import hashlib
-import importlib.util
 import os
 import subprocess
 import textwrap
@@ -15,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from random_weights import draw_images, draw_params  # tests/fixtures: shared with the generators
 from torch import nn
 
 from gluon_bof.model_zoo import resnetv1b
@@ -29,10 +30,6 @@ ORACLE = Path("/root/.cache/gluoncv-oracle/bin/python")
 FX = np.load(FIXTURES / "resnet.npz")
 RTOL = 1e-4
 
-_spec = importlib.util.spec_from_file_location("gen_yolo3", FIXTURES / "gen_yolo3.py")
-_gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_gen)  # numpy only at import time
-draw_params, draw_images = _gen.draw_params, _gen.draw_images
 
 ALL = ([f"resnet{d}_v1b" for d in (18, 34, 50, 101, 152)]
        + [f"resnet{d}_v1{v}" for v in "cdes" for d in (50, 101, 152)])

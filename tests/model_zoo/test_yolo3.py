@@ -172,3 +172,19 @@ def test_pretrained_base_from_a_gluoncv_params_file(tmp_path, monkeypatch):
     from gluon_bof.model_zoo.model_store import ModelStoreError
     with pytest.raises(ModelStoreError, match="mobilenet0.25-f0046a3d.params"):
         get_model("yolo3_mobilenet0.25_voc", pretrained_base=True)
+
+
+def test_obj_prior_sets_initial_objectness_loss_by_formula():
+    import math
+
+    net = get_model("yolo3_mobilenet0.25_custom", classes=["a", "b"], channels=[16, 8, 8], obj_prior=0.01)
+    with torch.no_grad():
+        for out in net.yolo_outputs:
+            out.prediction.weight.zero_()
+    net.train()
+    labels = torch.full((2, 1, 6), -1.0)  # no objects: every anchor is a negative
+    losses = net(torch.randn(2, 3, 64, 64), labels)
+    anchors = 3 * (2 * 2 + 4 * 4 + 8 * 8)  # strides 32, 16, 8 on a 64 px input
+    assert losses["obj_loss"].item() == pytest.approx(anchors * -math.log(1 - 0.01), rel=1e-5)
+    with pytest.raises(ValueError):
+        net.init_objectness(1.5)

@@ -64,6 +64,9 @@ class FasterRCNN(nn.Module):
             losses, see :class:`gluon_bof.nn.rcnn_loss.FasterRCNNLoss`.
         features_channels, top_channels: output channels of ``features`` / of the box features;
             inferred from the last Conv2d when None.
+        rpn: a ready region proposal network with :class:`.rpn.RPN`'s ``forward`` contract
+            (e.g. the multi-level one of :mod:`.fpn`); None builds the single-level RPN from the
+            ``rpn_*`` / anchor options.
 
     ``forward(x, labels=None, image_sizes=None)`` with ``x [B, 3, H, W]`` normalised RGB, images
     zero-padded at the bottom/right to a common size; ``image_sizes``: per image the real
@@ -96,7 +99,8 @@ class FasterRCNN(nn.Module):
                  max_num_gt: int = 300, force_nms: bool = False, label_smooth: bool = False,
                  label_smooth_eps: float = 0.1, mixup_mode: str = "paper",
                  rpn_smoothl1_rho: float = 1.0 / 9.0, rcnn_smoothl1_rho: float = 1.0,
-                 features_channels: Optional[int] = None, top_channels: Optional[int] = None):
+                 features_channels: Optional[int] = None, top_channels: Optional[int] = None,
+                 rpn: Optional[nn.Module] = None):
         super().__init__()
         if not classes:
             raise ValueError("faster_rcnn.py: classes must name at least one class")
@@ -130,9 +134,10 @@ class FasterRCNN(nn.Module):
         nn.init.normal_(self.box_predictor.weight, 0.0, 0.001)
         nn.init.zeros_(self.class_predictor.bias)
         nn.init.zeros_(self.box_predictor.bias)
-        self.rpn = RPN(feat_ch, rpn_channel, strides, base_size, scales, ratios, alloc_size,
-                       clip, rpn_nms_thresh, rpn_train_pre_nms, rpn_train_post_nms,
-                       rpn_test_pre_nms, rpn_test_post_nms, rpn_min_size)
+        self.rpn = rpn if rpn is not None else RPN(
+            feat_ch, rpn_channel, strides, base_size, scales, ratios, alloc_size, clip,
+            rpn_nms_thresh, rpn_train_pre_nms, rpn_train_post_nms, rpn_test_pre_nms,
+            rpn_test_post_nms, rpn_min_size)
         self.loss = FasterRCNNLoss(rpn_smoothl1_rho, rcnn_smoothl1_rho, label_smooth,
                                    label_smooth_eps, mixup_mode)
 
@@ -233,10 +238,10 @@ class FasterRCNN(nn.Module):
         if labels.dim() != 3 or labels.shape[-1] < 5:
             raise ValueError(f"faster_rcnn.py: labels must be [B, M, 5 or 6] (xyxy, class, mix), "
                              f"got {tuple(labels.shape)}")
-        B = feat.shape[0]
+        B = logits.shape[0]  # feat may be a list of levels (FPN)
         if labels.shape[0] != B:
             raise ValueError(f"faster_rcnn.py: {labels.shape[0]} label rows for {B} images")
-        labels = labels.to(device=feat.device, dtype=torch.float32)
+        labels = labels.to(device=logits.device, dtype=torch.float32)
         rois, _, valid = proposals
         rpn_cls, rpn_box, rpn_w = [], [], []
         s_rois, r_cls, r_box, r_w = [], [], [], []

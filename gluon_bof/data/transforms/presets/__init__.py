@@ -1,3 +1,4 @@
 """Named transform compositions (GluonCV's ``transforms.presets``)."""
-from . import yolo  # noqa: F401
+from . import rcnn, yolo  # noqa: F401
 from .yolo import YOLO3DefaultTrainTransform, YOLO3DefaultValTransform  # noqa: F401
+from .rcnn import FasterRCNNDefaultTrainTransform, FasterRCNNDefaultValTransform  # noqa: F401

@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Evaluate Faster R-CNN (a gluon-bof checkpoint or a zoo model) at one or more input sizes.
+
+    python scripts/eval_faster_rcnn.py --checkpoint runs/frcnn/faster_rcnn_resnet50_v1b_voc_best.pth \
+        --short 600 800 --max-size 1000 1333 --save-dir runs/eval_frcnn
+
+Each ``--short`` pairs with the ``--max-size`` at the same position (one --max-size serves all);
+without --short the model's own training size is used (GluonCV: 600x1000 VOC, 800x1333 COCO).
+Images keep their aspect ratio; as GluonCV, one image per batch by default (--batch-size > 1 pads
+images of one aspect-ratio group together). Prints per-class AP and mAP (VOC07 11-point by default,
+``--metric voc`` for the area under the curve) per size and one table, and writes ``eval.json`` and
+one per-class AP PNG per size under --save-dir.
+"""
+import argparse
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gluon_bof.data import build  # noqa: E402
+from gluon_bof.fit import evaluate_at_sizes, load_eval_model, resolve_device  # noqa: E402
+from gluon_bof.utils.logger import setup_logger  # noqa: E402
+from gluon_bof.utils.metrics import VOC07MApMetric, VOCMApMetric  # noqa: E402
+
+logger = logging.getLogger("eval_faster_rcnn")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Evaluate Faster R-CNN on VOC-style data.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a gluon-bof training checkpoint (.pth)")
+    src.add_argument("--model", help="a zoo name, e.g. faster_rcnn_resnet50_v1b_voc (random weights)")
+    p.add_argument("--short", type=int, nargs="+", default=None, help="shorter sides, e.g. 600 800")
+    p.add_argument("--max-size", type=int, nargs="+", default=None, help="longer-side bounds, e.g. 1000 1333")
+    p.add_argument("--dataset", default="voc", choices=["voc", "coco"], help="coco: VOC-style AP@0.5 on COCO val")
+    p.add_argument("--data-root", default=None, help="dataset root (default: the built-in generated data)")
+    p.add_argument("--metric", default="voc07", choices=["voc07", "voc"])
+    p.add_argument("--batch-size", type=int, default=1, help="images per batch (GluonCV: 1 per device)")
+    p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--save-dir", default="", help="write eval.json and per-class AP PNGs here")
+    args = p.parse_args(argv)
+    if args.short and args.max_size and len(args.max_size) not in (1, len(args.short)):
+        p.error(f"--max-size takes one value or one per --short ({len(args.short)}), got {len(args.max_size)}")
+    return args
+
+
+def eval_sizes(short, max_size, net):
+    """``[(short, max_size)]`` to evaluate: the flags' pairs, else the model's training size."""
+    default_short = net.short[-1] if isinstance(net.short, (list, tuple)) else net.short
+    shorts = short or [default_short]
+    maxes = max_size or [net.max_size]
+    return [(s, maxes[0] if len(maxes) == 1 else maxes[i]) for i, s in enumerate(shorts)]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logger()
+    device = resolve_device(args.device)
+    _, val_set = build.build_datasets(args.dataset, args.data_root, train=False)
+    net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, classes=val_set.classes, device=device)
+    metric = (VOC07MApMetric if args.metric == "voc07" else VOCMApMetric)(iou_thresh=0.5, class_names=val_set.classes)
+    runs = [(f"{s}x{m}", f"short {s}, max size {m}",
+             build.faster_rcnn_val_loader(val_set, batch_size=args.batch_size, short=s, max_size=m,
+                                          num_workers=args.num_workers))
+            for s, m in eval_sizes(args.short, args.max_size, net)]
+    return evaluate_at_sizes(net, runs, metric=metric, device=device, name=name, num_images=len(val_set),
+                             metric_name=args.metric, save_dir=args.save_dir, size_header="short x max")
+
+
+if __name__ == "__main__":
+    main()

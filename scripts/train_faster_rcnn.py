@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""Train Faster R-CNN (C4, or FPN with --use-fpn) with the Bag of Freebies (GluonCV's train_faster_rcnn.py flags).
+
+One process:      python scripts/train_faster_rcnn.py --network resnet50_v1b --dataset voc ...
+Several devices:  torchrun --nproc_per_node 8 scripts/train_faster_rcnn.py --batch-size 8 ...
+Freebies: --mixup [--mixup-mode gluoncv], --label-smooth, --lr-mode cosine, --lr-warmup N, --no-wd,
+--no-data-aug (no flip). Images keep their aspect ratio (shorter side --short, longer at most
+--max-size); batches hold only landscape or only portrait images, zero-padded to a common size.
+
+Defaults follow GluonCV by --dataset when a flag is not given:
+  voc:  --epochs 20 --lr 0.001 --lr-decay-epoch 14,20 --lr-warmup -1 (none) --wd 5e-4 --short 600 --max-size 1000
+  coco: --epochs 26 --lr 0.00125 --lr-decay-epoch 17,23 --lr-warmup 1000 --wd 1e-4 --short 800 --max-size 1333
+"""
+import argparse
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from torch import nn  # noqa: E402
+
+from gluon_bof import model_zoo  # noqa: E402
+from gluon_bof.data import build  # noqa: E402
+from gluon_bof.engine import amp_settings  # noqa: E402
+from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
+from gluon_bof.utils import distributed as dist  # noqa: E402
+from gluon_bof.utils.cli import add_common_train_args, parse_ints  # noqa: E402
+from gluon_bof.utils.metrics import VOC07MApMetric  # noqa: E402
+
+logger = logging.getLogger("train_faster_rcnn")
+
+# GluonCV's train_faster_rcnn.py defaults per dataset (used where the flag is not given).
+DATASET_DEFAULTS = {
+    "voc": dict(epochs=20, lr=0.001, lr_decay_epoch="14,20", lr_warmup=-1, wd=5e-4, short="600", max_size=1000),
+    "coco": dict(epochs=26, lr=0.00125, lr_decay_epoch="17,23", lr_warmup=1000, wd=1e-4, short="800",
+                 max_size=1333),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train Faster R-CNN with the Bag of Freebies.",
+                                epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--network", default="resnet50_v1b", help="resnet50_v1b | resnet101_v1d")
+    p.add_argument("--short", "--image-short", dest="short", default=None,
+                   help="shorter image side, or lo,hi for a random side per image (voc 600, coco 800)")
+    p.add_argument("--max-size", "--image-max-size", dest="max_size", type=int, default=None,
+                   help="bound of the longer side (voc 1000, coco 1333)")
+    p.add_argument("--lr-warmup", type=int, default=None,
+                   help="warmup iterations from --lr-warmup-factor * lr to lr (voc -1: none, coco 1000)")
+    p.add_argument("--lr-warmup-factor", type=float, default=1.0 / 3.0, help="warmup start factor (GluonCV 1/3)")
+    p.add_argument("--use-fpn", action="store_true", help="Faster R-CNN with a feature pyramid network")
+    p.add_argument("--norm-layer", default=None, choices=["syncbn"],
+                   help="backbone norm: frozen BatchNorm (default, GluonCV's) or trainable SyncBatchNorm")
+    p.add_argument("--pretrained-base", default="", help="GluonCV backbone .params to start from (default: random)")
+    p.add_argument("--mixup-mode", default="paper", choices=["paper", "gluoncv"],
+                   help="paper: Beta(--mixup-alpha, --mixup-beta) ratio, losses weighted per box; "
+                        "gluoncv: GluonCV's fixed 0.5 ratio and whole loss * 0.5")
+    p.add_argument("--rpn-smoothl1-rho", type=float, default=1.0 / 9.0, help="RPN box loss L1/L2 transition")
+    p.add_argument("--rcnn-smoothl1-rho", type=float, default=1.0, help="RCNN box loss L1/L2 transition")
+    # a few of GluonCV's custom-model options (default: the zoo builder's values)
+    p.add_argument("--anchor-scales", default=None, help="anchor scales w.r.t. 16 px, e.g. 2,4,8,16,32")
+    p.add_argument("--roi-size", default=None, help="RoIAlign output h,w (C4 default 14,14)")
+    p.add_argument("--rpn-test-post-nms", type=int, default=None, help="proposals kept at test time")
+    p.add_argument("--rcnn-num-samples", type=int, default=None, help="RoIs sampled per training image (128)")
+    add_common_train_args(p, batch_size=1, epochs=None, lr=None, lr_decay_epoch=None, wd=None)
+    p.set_defaults(save_interval=1)  # GluonCV's
+    args = p.parse_args(argv)
+    for key, value in DATASET_DEFAULTS[args.dataset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def warmup_schedule(lr_warmup: int, factor: float, warmup_epochs: int = 0, warmup_lr: float = 0.0) -> dict:
+    """``lr_at`` warmup arguments. GluonCV sets batch i's lr before its update (hence
+    ``first_update=0``) and warms up over batches 0..W: ``lr * (f + (1 - f) * i / W)``, i.e. a
+    linear warmup over W + 1 iterations from ``f * lr``. W <= 0: --warmup-epochs / --warmup-lr."""
+    if lr_warmup > 0:
+        return dict(warmup_iters=lr_warmup + 1, warmup_factor=factor)
+    return dict(warmup_epochs=warmup_epochs, warmup_lr=warmup_lr)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ctx = dist.init_distributed(args.device)
+    try:
+        return run(args, ctx)
+    finally:
+        dist.cleanup()
+
+
+def run(args, ctx):
+    family = "faster_rcnn_fpn" if args.use_fpn else "faster_rcnn"
+    syncbn = args.syncbn or args.norm_layer == "syncbn"  # GluonCV's names: faster_rcnn_fpn_syncbn_...
+    net_name = "_".join((family, *(["syncbn"] if syncbn else []), args.network, args.dataset))
+    save_prefix = args.save_prefix + net_name
+    batch_size = start_run(save_prefix=save_prefix, rank=ctx.rank, world_size=ctx.world_size, seed=args.seed,
+                           batch_size=args.batch_size, settings=vars(args), name=logger.name)
+    short = parse_ints(args.short)
+    short = short[0] if len(short) == 1 else tuple(short)
+
+    train_set, val_set = build.build_datasets(args.dataset, args.data_root, args.num_samples)
+    model_name, model_kwargs = build.zoo_name(family, args.network, args.dataset, val_set.classes)
+    model_kwargs.update(short=short, max_size=args.max_size, label_smooth=args.label_smooth,
+                        label_smooth_eps=args.label_smooth_eps, mixup_mode=args.mixup_mode,
+                        rpn_smoothl1_rho=args.rpn_smoothl1_rho, rcnn_smoothl1_rho=args.rcnn_smoothl1_rho)
+    custom = dict(scales=args.anchor_scales and tuple(float(x) for x in args.anchor_scales.split(",")),
+                  roi_size=args.roi_size and tuple(parse_ints(args.roi_size)),
+                  rpn_test_post_nms=args.rpn_test_post_nms, num_sample=args.rcnn_num_samples)
+    model_kwargs.update({k: v for k, v in custom.items() if v is not None})
+    if syncbn:
+        model_kwargs["norm_layer"] = nn.BatchNorm2d
+    model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs)
+    model = model.to(ctx.device)
+    if syncbn:
+        model = dist.convert_sync_batchnorm(model)
+
+    mixup = None
+    if args.mixup:
+        mixup = (build.MixupSettings(fixed=0.5) if args.mixup_mode == "gluoncv"
+                 else build.MixupSettings(args.mixup_alpha, args.mixup_beta, args.mixup_fixed))
+    train_loader, sampler, mixup_set = build.faster_rcnn_train_loader(
+        train_set, batch_size=batch_size, short=short, max_size=args.max_size, num_workers=args.num_workers,
+        seed=args.seed, rank=ctx.rank, world_size=ctx.world_size, mixup=mixup, data_aug=not args.no_data_aug)
+    val_loader = build.faster_rcnn_val_loader(  # GluonCV: one image per device
+        val_set, batch_size=1, short=short if isinstance(short, int) else short[-1], max_size=args.max_size,
+        num_workers=args.num_workers, rank=ctx.rank, world_size=ctx.world_size)
+    metric = VOC07MApMetric(iou_thresh=0.5, class_names=val_set.classes)
+
+    warmup = warmup_schedule(args.lr_warmup, args.lr_warmup_factor, args.warmup_epochs, args.warmup_lr)
+    optimizer, lr_scheduler = build_optimizer_and_schedule(
+        model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, iters_per_epoch=len(sampler),
+        max_epoch_iters=args.max_epoch_iters, first_update=0, mode=args.lr_mode, epochs=args.epochs,
+        step_factor=args.lr_decay, power=2.0, **warmup,
+        step_epochs=decay_epochs(args.epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
+    amp_dtype, scaler = amp_settings(args.amp, args.amp_dtype, ctx.device)
+    model = wrap_distributed(model, ctx.device, ctx.distributed)
+    on_epoch_start = build.mixup_switch(mixup_set, mixup, epochs=args.epochs, no_mixup_epochs=args.no_mixup_epochs)
+
+    result = fit(model=model, train_loader=train_loader, train_sampler=sampler, val_loader=val_loader,
+                 metric=metric, optimizer=optimizer, lr_scheduler=lr_scheduler, epochs=args.epochs,
+                 device=ctx.device, save_prefix=save_prefix, model_name=model_name,
+                 model_kwargs=model_kwargs, args=vars(args), scaler=scaler, amp_dtype=amp_dtype,
+                 resume=args.resume or None, save_interval=args.save_interval,
+                 val_interval=args.val_interval, log_interval=args.log_interval,
+                 checkpoint_iters=args.checkpoint_iters, on_epoch_start=on_epoch_start,
+                 max_epoch_iters=args.max_epoch_iters)
+    logger.info("best validation mAP %.4f; checkpoints under %s_*.pth", result["best_map"], save_prefix)
+    return result
+
+
+if __name__ == "__main__":
+    main()
