@@ -4,14 +4,12 @@
 ``ids, scores, bboxes = model(images)`` over a loader and feeds a GluonCV-style metric.
 """
 import logging
-import math
 import signal
 import sys
 import time
 from contextlib import nullcontext
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -152,21 +150,12 @@ def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, 
     records = []
     for batch in _progress(loader, total=len(loader), desc=desc):
         images, labels = batch[0], batch[1]
-        if len(batch) > 2:  # padded images of different sizes: [B, 2] real (h, w) each
-            image_sizes = batch[2].to(device)
-            ids, scores, bboxes = model(images.to(device), image_sizes=image_sizes)
-            if clip:
-                hw = image_sizes.to(bboxes.dtype)[:, None, :]  # [B, 1, 2]
-                bboxes = torch.stack([torch.minimum(bboxes[..., 0].clamp(min=0), hw[..., 1]),
-                                      torch.minimum(bboxes[..., 1].clamp(min=0), hw[..., 0]),
-                                      torch.minimum(bboxes[..., 2].clamp(min=0), hw[..., 1]),
-                                      torch.minimum(bboxes[..., 3].clamp(min=0), hw[..., 0])], dim=-1)
-        else:
-            ids, scores, bboxes = model(images.to(device))
-            if clip:
-                h, w = images.shape[-2:]
-                bboxes = torch.stack([bboxes[..., 0].clamp(0, w), bboxes[..., 1].clamp(0, h),
-                                      bboxes[..., 2].clamp(0, w), bboxes[..., 3].clamp(0, h)], dim=-1)
+        extra = {"image_sizes": batch[2].to(device)} if len(batch) > 2 else {}
+        ids, scores, bboxes = model(images.to(device), **extra)
+        if clip:  # to each image's real (h, w): its own size in a padded batch, else the input's
+            hw = batch[2] if len(batch) > 2 else torch.tensor(images.shape[-2:]).expand(len(images), 2)
+            limits = hw.to(bboxes).flip(-1).repeat(1, 2)[:, None, :]  # [B, 1, 4] = w, h, w, h
+            bboxes = torch.minimum(bboxes.clamp(min=0), limits)
         labels = labels.numpy()
         difficult = labels[..., 5:6] if labels.shape[-1] > 5 else None
         records.append((bboxes.float().cpu().numpy(), ids.float().cpu().numpy(), scores.float().cpu().numpy(),

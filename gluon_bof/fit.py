@@ -8,21 +8,25 @@ for the last epochs. Checkpoints (all atomic, all resumable):
   SIGINT/SIGTERM stops the run;
 - ``{prefix}_best.pth``: whenever the validation mAP improves;
 - ``{prefix}_{epoch:04d}_{map:.4f}.pth``: every ``save_interval`` epochs (GluonCV's naming).
+
+Also ``{prefix}_lr.png`` (the learning-rate schedule, at the start), ``{prefix}_history.json`` and
+``{prefix}_history.png`` (losses and validation mAP per epoch, at the end).
 """
 import json
 import logging
-import os
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
 from .engine import StopRequest, evaluate, train_one_epoch
 from .utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .utils.distributed import barrier, is_main_process
+from .utils.lr_scheduler import plot_lr_schedule
+from .utils.viz import plot_history
 
 __all__ = ["fit", "restore", "start_run", "decay_epochs", "build_optimizer_and_schedule",
-           "wrap_distributed", "resolve_device", "load_eval_model", "evaluate_at_sizes"]
+           "wrap_distributed"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +124,9 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
 
     last = f"{save_prefix}_last.pth"
     net = model.module if hasattr(model, "module") else model
+    if is_main_process() and getattr(lr_scheduler, "schedule", None):
+        total = epochs * (min(len(train_sampler), max_epoch_iters) if max_epoch_iters else len(train_sampler))
+        plot_lr_schedule(lr_scheduler.schedule, total, f"{save_prefix}_lr.png")
     with StopRequest() as stop:
         for epoch in range(start_epoch, epochs):
             if on_epoch_start is not None:
@@ -167,64 +174,6 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
     if is_main_process():
         with open(f"{save_prefix}_history.json", "w") as f:
             json.dump(history, f, indent=1)
+        if history:
+            plot_history(history, f"{save_prefix}_history.png")
     return {"best_map": best_map, "history": history}
-
-
-# ---------------------------------------------------------------------- evaluation scripts
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; anything else as given ('cpu', 'cuda:1')."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def load_eval_model(*, checkpoint: Optional[str] = None, model: Optional[str] = None, classes: Sequence[str],
-                    device: torch.device):
-    """The network to evaluate, in eval mode on ``device``: rebuilt from a gluon-bof
-    ``checkpoint`` or built from a zoo name ``model``. Its classes must be ``classes`` (the
-    dataset's). Returns ``(net, display_name)``."""
-    from .model_zoo import get_model
-    from .utils.checkpoint import build_model_from_checkpoint
-
-    if checkpoint:
-        net, _ = build_model_from_checkpoint(checkpoint)
-        name = os.path.basename(checkpoint)
-    else:
-        net, name = get_model(model), model
-    if list(net.classes) != list(classes):
-        raise SystemExit(f"the model's classes {list(net.classes)} differ from the dataset's {list(classes)}")
-    return net.to(device).eval(), name
-
-
-def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, device: torch.device, name: str,
-                      num_images: int, metric_name: str = "voc07", save_dir: str = "",
-                      size_header: str = "data shape") -> dict:
-    """Evaluates ``net`` once per ``(key, label, loader)`` of ``runs`` (e.g. one per input size).
-
-    Prints per-class AP and mAP for each run (``label`` names the size), then, for several runs,
-    one table of mAP per ``key``. With ``save_dir``: a per-class AP PNG per run
-    (``per_class_ap_{key}.png``) and ``eval.json`` (``{'model', 'metric', 'results'}``).
-    Returns ``{key: {class name or 'mAP': AP}}``.
-    """
-    from .utils.viz import plot_ap
-
-    results = {}
-    for key, label, loader in runs:
-        names, values = evaluate(net, loader, metric, device=device, desc=f"eval {key}")
-        results[key] = dict(zip(names, map(float, values)))
-        print(f"\n{name} at {label} ({metric_name} AP@0.5, {num_images} images)")
-        for n, v in zip(names, values):
-            print(f"  {n:>16s}: {v:.4f}")
-        if save_dir:
-            plot_ap(names, values, os.path.join(save_dir, f"per_class_ap_{key}.png"),
-                    title=f"{name} @ {key}: {metric_name} AP")
-    if len(results) > 1:
-        width = max(10, len(size_header), *(len(str(k)) for k in results))
-        print(f"\n  {size_header:>{width}s}   mAP")
-        for key, res in results.items():
-            print(f"  {str(key):>{width}s}   {res['mAP']:.4f}")
-    if save_dir:
-        os.makedirs(save_dir, exist_ok=True)
-        with open(os.path.join(save_dir, "eval.json"), "w") as f:
-            json.dump({"model": name, "metric": metric_name, "results": results}, f, indent=1)
-    return results

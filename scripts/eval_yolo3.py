@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gluon_bof.data import build  # noqa: E402
-from gluon_bof.fit import evaluate_at_sizes, load_eval_model, resolve_device  # noqa: E402
+from gluon_bof.evaluation import evaluate_at_sizes, load_eval_model, resolve_device  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
 from gluon_bof.utils.metrics import VOC07MApMetric, VOCMApMetric  # noqa: E402
 

@@ -14,6 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gluon_bof import model_zoo  # noqa: E402
+from gluon_bof.model_zoo import yolo3  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.data.loader import random_shape_sizes  # noqa: E402
 from gluon_bof.engine import amp_settings  # noqa: E402
@@ -34,6 +35,8 @@ def parse_args(argv=None):
     parser.add_argument("--random-shape-max", type=int, default=608, help="largest random shape (GluonCV: 608)")
     parser.add_argument("--head-channels", default=None,
                         help="detection block widths deep to shallow, e.g. 64,32,32 (default: GluonCV's)")
+    parser.add_argument("--anchor-scale", type=float, default=1.0,
+                        help="multiply GluonCV's anchors (sized for 320-608 inputs) for much smaller inputs")
     parser.add_argument("--obj-prior", type=float, default=None,
                         help="start every objectness at this probability (e.g. 0.01) when training "
                              "from scratch; default: PyTorch's init")
@@ -62,6 +65,8 @@ def run(args, ctx):
 
     train_set, val_set = build.build_datasets(args.dataset, args.data_root, args.num_samples)
     model_name, model_kwargs = build.zoo_name("yolo3", args.network, args.dataset, val_set.classes)
+    if args.anchor_scale != 1.0:
+        model_kwargs["anchors"] = yolo3.scaled_anchors(args.anchor_scale)
     if args.obj_prior is not None:
         model_kwargs["obj_prior"] = args.obj_prior
     if args.head_channels:

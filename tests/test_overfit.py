@@ -1,6 +1,5 @@
 """Overfit a small YOLOv3 on a few generated images: the loss falls and the VOC07 mAP on those
 same images approaches 1 (the whole train path, targets, loss, decoding, NMS and metric agree)."""
-import numpy as np
 import pytest
 import torch
 

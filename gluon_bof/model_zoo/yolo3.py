@@ -301,15 +301,24 @@ YOLO3_ANCHORS = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119), (116, 90, 
 YOLO3_STRIDES = (8, 16, 32)
 
 
+def scaled_anchors(scale: float) -> List[List[float]]:
+    """GluonCV's YOLOv3 anchors times ``scale`` (anchors are relative to the training input size)."""
+    return [[a * scale for a in stage] for stage in YOLO3_ANCHORS]
+
+
 def _yolo3(base: str, classes: Optional[Sequence[str]], pretrained_base=False,
            norm_layer: Callable = nn.BatchNorm2d, pretrained=False,
-           channels: Optional[Sequence[int]] = None, **kwargs) -> YOLOV3:
+           channels: Optional[Sequence[int]] = None,
+           anchors: Optional[Sequence[Sequence[float]]] = None, **kwargs) -> YOLOV3:
     """Builds YOLOv3 on ``base`` ('darknet53', 'mobilenet1.0' or 'mobilenet0.25') with GluonCV's
     stage cuts, block channels, anchors and strides; other kwargs go to :class:`YOLOV3`.
 
     ``channels``: the detection blocks' widths, deep to shallow; None gives GluonCV's
     ([512, 256, 128], or [256, 128, 128] on MobileNet 0.25). Narrower heads (as GluonCV's
     ``get_yolov3`` allows) make small, fast models, e.g. ``[64, 32, 32]`` for CPU runs.
+    ``anchors``: per stage, shallow to deep, flat ``[w0, h0, w1, h1, w2, h2]`` in input pixels; None
+    gives GluonCV's (sized for 320-608 inputs; scale them with the input size for much smaller
+    inputs, e.g. ``scaled_anchors(0.5)`` around 200 px).
 
     ``pretrained_base`` / ``pretrained``: False, True (GluonCV's weights of the backbone
     classifier, e.g. ``darknet53`` / of the detector, e.g. ``yolo3_darknet53_voc``, fetched by
@@ -332,7 +341,7 @@ def _yolo3(base: str, classes: Optional[Sequence[str]], pretrained_base=False,
     channels = list(channels) if channels is not None else default
     # re-indexed from 0 inside each stage, as GluonCV's sliced HybridSequential
     stages = [nn.Sequential(*f[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
-    net = YOLOV3(stages, channels, YOLO3_ANCHORS, YOLO3_STRIDES, classes, norm_layer=norm_layer,
+    net = YOLOV3(stages, channels, anchors or YOLO3_ANCHORS, YOLO3_STRIDES, classes, norm_layer=norm_layer,
                  **kwargs)
     dataset = {tuple(VOC_CLASSES): "voc", tuple(COCO_CLASSES): "coco"}.get(tuple(classes), "custom")
     return load_weights(net, pretrained, f"yolo3_{base}_{dataset}")

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_image", "plot_bbox", "plot_ap", "save_figure"]
+__all__ = ["plot_image", "plot_bbox", "plot_ap", "plot_history", "save_figure"]
 
 
 def _np(x):
@@ -82,6 +82,26 @@ def plot_ap(names: Sequence[str], values: Sequence[float], path: str, title: str
     ax.set_title(title)
     ax.legend(loc="lower right")
     save_figure(fig, path)
+
+
+def plot_history(history: Sequence[dict], path: str) -> str:
+    """Writes the training curves of ``fit``'s history: each ``*_loss`` per epoch (left) and the
+    validation mAP where it was measured (right)."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in sorted({k for h in history for k in h if k.endswith("loss")}):
+        ax_loss.plot(epochs, [h.get(key, np.nan) for h in history], marker=".", label=key)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_title("training losses (epoch means)")
+    ax_loss.legend(fontsize=8)
+    val = [(h["epoch"], h["val"]["mAP"]) for h in history if "mAP" in h.get("val", {})]
+    if val:
+        ax_map.plot(*zip(*val), marker="o", color="tab:green")
+    ax_map.set_ylim(0, 1)
+    ax_map.set_xlabel("epoch")
+    ax_map.set_title("validation mAP")
+    return save_figure(fig, path)
 
 
 def save_figure(fig, path: str) -> str:

@@ -188,3 +188,18 @@ def test_obj_prior_sets_initial_objectness_loss_by_formula():
     assert losses["obj_loss"].item() == pytest.approx(anchors * -math.log(1 - 0.01), rel=1e-5)
     with pytest.raises(ValueError):
         net.init_objectness(1.5)
+
+
+def test_builder_head_widths_and_scaled_anchors():
+    from gluon_bof.model_zoo.yolo3 import YOLO3_ANCHORS, scaled_anchors
+
+    anchors = scaled_anchors(0.5)
+    assert anchors[0] == [5.0, 6.5, 8.0, 15.0, 16.5, 11.5] and anchors[2][-2:] == [186.5, 163.0]
+    net = get_model("yolo3_mobilenet0.25_custom", classes=["a", "b"], channels=[24, 16, 8], anchors=anchors)
+    # heads are stored deepest first: yolo_outputs.0 is stride 32 with the largest anchors
+    assert net.yolo_outputs[0].anchors.flatten().tolist() == anchors[2]
+    assert net.yolo_outputs[2].anchors.flatten().tolist() == anchors[0]
+    assert [o.prediction.in_channels for o in net.yolo_outputs] == [48, 32, 16]  # tips are 2 x width
+    default = get_model("yolo3_mobilenet0.25_custom", classes=["a"])
+    assert default.yolo_outputs[0].anchors.flatten().tolist() == list(YOLO3_ANCHORS[2])
+    assert [o.prediction.in_channels for o in default.yolo_outputs] == [512, 256, 256]  # GluonCV's

@@ -2,7 +2,6 @@
 import json
 import os
 
-import pytest
 import torch
 
 import train_yolo3
@@ -33,6 +32,7 @@ def test_train_writes_checkpoints_history_and_settings(synthetic_root, tmp_path)
     assert [h["epoch"] for h in history] == [0, 1]
     assert all(k in history[0] for k in ("obj_loss", "center_loss", "scale_loss", "cls_loss", "lr"))
     assert "mAP" in history[-1]["val"] and 0.0 <= result["best_map"] <= 1.0
+    assert os.path.getsize(prefix + "_lr.png") > 1000 and os.path.getsize(prefix + "_history.png") > 1000
 
 
 class _StopAfter(StopRequest):
