@@ -20,7 +20,7 @@ export because GluonCV's ``load_parameters`` requires them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, NamedTuple, Tuple, Union
 
 import numpy as np
@@ -45,10 +45,14 @@ class GluonCVMapping:
             GluonCV's structural name; identity by default.
         computed: last name components of constants GluonCV stores that our model computes.
         verify: those ``computed`` components whose stored values must equal ours.
+        gluoncv_rank: ``{component: rank}`` for constants GluonCV stores with more leading unit
+            axes than we keep (YOLO's offset grid is 5-D there, 4-D here so that
+            ``net.to(memory_format=torch.channels_last)`` works); export pads them back.
     """
     to_gluoncv: Callable[[str], str] = lambda key: key
     computed: Tuple[str, ...] = ()
     verify: Tuple[str, ...] = ()
+    gluoncv_rank: Dict[str, int] = field(default_factory=dict)
 
 
 class GluonCVLoadResult(NamedTuple):
@@ -59,7 +63,8 @@ class GluonCVLoadResult(NamedTuple):
 
 
 _MAPPINGS: Dict[str, GluonCVMapping] = {
-    "YOLOV3": GluonCVMapping(computed=("anchors", "offsets"), verify=("anchors",)),
+    "YOLOV3": GluonCVMapping(computed=("anchors", "offsets"), verify=("anchors",),
+                             gluoncv_rank={"offsets": 5}),
 }
 
 
@@ -100,10 +105,13 @@ def gluoncv_state(net: nn.Module) -> Dict[str, np.ndarray]:
     """``GluonCV name -> np.ndarray`` of ``net``'s parameters and buffers, in state-dict order,
     float tensors as float32 (GluonCV's dtype), constants GluonCV stores included."""
     sd = net.state_dict()
+    mapping = _mapping_for(net)
     out = {}
-    for key, gname in _gluoncv_names(net, _mapping_for(net)).items():
+    for key, gname in _gluoncv_names(net, mapping).items():
         t = sd[key].detach().cpu()
-        out[gname] = (t.float() if t.is_floating_point() else t).numpy()
+        arr = (t.float() if t.is_floating_point() else t).contiguous().numpy()
+        rank = mapping.gluoncv_rank.get(gname.rpartition(".")[2], arr.ndim)
+        out[gname] = arr.reshape((1,) * (rank - arr.ndim) + arr.shape)
     return out
 
 

@@ -4,8 +4,9 @@ Parameter names mirror GluonCV's structural names (``_collect_params_with_prefix
 ``gamma``/``beta`` -> ``weight``/``bias``): ``stages.{0,1,2}.*`` (backbone slices, shallow to deep),
 ``yolo_blocks.{i}.body.{0..4}.{0,1}.*`` and ``yolo_blocks.{i}.tip.{0,1}.*``,
 ``transitions.{0,1}.{0,1}.*``, ``yolo_outputs.{i}.prediction.{weight,bias}`` and the constant
-buffers ``yolo_outputs.{i}.anchors [1, 1, 3, 2]`` / ``yolo_outputs.{i}.offsets [1, 1, 128, 128, 2]``
-(GluonCV stores both in its .params too). Heads run deep to shallow: ``yolo_outputs.0`` is the
+buffers ``yolo_outputs.{i}.anchors [1, 1, 3, 2]`` / ``yolo_outputs.{i}.offsets [1, 128, 128, 2]``
+(GluonCV stores both in its .params too, the offsets as ``[1, 1, 128, 128, 2]``: export restores
+that shape; ours is 4-D so that ``net.to(memory_format=torch.channels_last)`` works). Heads run deep to shallow: ``yolo_outputs.0`` is the
 stride-32 head (anchors 116x90, 156x198, 373x326), ``.1`` stride 16, ``.2`` stride 8.
 
 Prediction channels of a head: ``A * (5 + C)``, anchor-major; per anchor ``[tx, ty, tw, th,
@@ -46,14 +47,14 @@ class YOLOOutputV3(nn.Module):
         self.prediction = nn.Conv2d(in_channels, self.num_anchors * (5 + num_class), 1)
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).reshape(
             1, 1, -1, 2))
-        self.register_buffer("offsets", _grid(*alloc_size)[None, None])
+        self.register_buffer("offsets", _grid(*alloc_size)[None])  # [1, h, w, 2]; GluonCV: [1, 1, h, w, 2]
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         B, _, h, w = x.shape
         A, P = self.num_anchors, 5 + self.num_class
         pred = self.prediction(x).reshape(B, A * P, h * w).transpose(1, 2).reshape(B, h * w, A, P)
-        if h <= self.offsets.shape[2] and w <= self.offsets.shape[3]:
-            offsets = self.offsets[0, 0, :h, :w]
+        if h <= self.offsets.shape[1] and w <= self.offsets.shape[2]:
+            offsets = self.offsets[0, :h, :w]
         else:
             offsets = _grid(h, w).to(x)
         offsets = offsets.reshape(1, h * w, 1, 2)

@@ -3,6 +3,8 @@ matches GluonCV's parameter counts and names, and decodes boxes as GluonCV does.
 import pytest
 import torch
 
+from gluon_bof.model_zoo.gluoncv import gluoncv_state
+
 from gluon_bof.model_zoo import yolo3  # noqa: F401  (registers the builders)
 from gluon_bof.model_zoo.registry import get_model, list_models
 
@@ -45,7 +47,8 @@ def test_counts_and_names_match_gluoncv(name):
         assert key in keys
     assert net.yolo_outputs[0].anchors.flatten().tolist() == [116, 90, 156, 198, 373, 326]
     assert [o.stride for o in net.yolo_outputs] == [32, 16, 8]
-    assert net.yolo_outputs[0].offsets.shape == (1, 1, 128, 128, 2)
+    assert net.yolo_outputs[0].offsets.shape == (1, 128, 128, 2)  # 4-D: channels_last works
+    assert gluoncv_state(net)["yolo_outputs.0.offsets"].shape == (1, 1, 128, 128, 2)  # GluonCV's
 
 
 @pytest.mark.parametrize("name", _params(YOLO_MODELS))
@@ -203,3 +206,15 @@ def test_builder_head_widths_and_scaled_anchors():
     default = get_model("yolo3_mobilenet0.25_custom", classes=["a"])
     assert default.yolo_outputs[0].anchors.flatten().tolist() == list(YOLO3_ANCHORS[2])
     assert [o.prediction.in_channels for o in default.yolo_outputs] == [512, 256, 256]  # GluonCV's
+
+
+def test_channels_last_conversion_keeps_outputs():
+    net = get_model("yolo3_mobilenet0.25_custom", classes=["a", "b"], channels=[16, 8, 8]).eval()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        before, _ = net._heads(x)  # decoded boxes, raw centres/scales, objectness, classes per head
+        net = net.to(memory_format=torch.channels_last)
+        after, _ = net._heads(x.to(memory_format=torch.channels_last))
+    for head_before, head_after in zip(before, after):
+        for a, b in zip(head_before, head_after):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-4)
