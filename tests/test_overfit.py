@@ -1,6 +1,5 @@
 """Overfit a small YOLOv3 on a few generated images: the loss falls and the VOC07 mAP on those
 same images approaches 1 (the whole train path, targets, loss, decoding, NMS and metric agree)."""
-import pytest
 import torch
 
 from gluon_bof.data import VOCDetection
@@ -12,7 +11,6 @@ from gluon_bof.utils.lr_scheduler import LRScheduler
 from gluon_bof.utils.metrics import VOC07MApMetric
 
 
-@pytest.mark.slow
 def test_yolo3_overfits_four_images(tmp_path):
     torch.manual_seed(0)
     root = generate(str(tmp_path), num_trainval=4, num_test=1, seed=3)

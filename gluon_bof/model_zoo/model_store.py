@@ -32,12 +32,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.parse
 import zipfile
 from typing import Dict, List, Optional, Tuple
 
 from ..utils.download import DownloadError, download, file_lock, file_sha1
+from ..utils.fileio import atomic_open
 
 __all__ = ["GLUONCV_REPO", "MODEL_SHA1", "ModelStoreError", "register_model_sha1", "short_hash",
            "pretrained_model_list", "model_root", "get_model_file", "load_pretrained",
@@ -131,27 +131,24 @@ def _find_in_mirror(directory: str, file_name: str) -> Optional[str]:
     return None
 
 
+class _Sha1Mismatch(Exception):
+    pass
+
+
 def _write_verified(src, dest: str, sha1: str) -> Tuple[bool, str]:
     """Copies the binary stream ``src`` to ``dest`` through a temporary file, hashing on the way;
     replaces ``dest`` only if the sha1 matches. Returns ``(ok, actual sha1)``."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".params", dir=os.path.dirname(dest))
     h = hashlib.sha1()
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_open(dest, "wb") as out:
             for block in iter(lambda: src.read(_CHUNK), b""):
                 h.update(block)
                 out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        if h.hexdigest() != sha1:
-            os.remove(tmp)
-            return False, h.hexdigest()
-        os.replace(tmp, dest)
-        return True, sha1
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+            if h.hexdigest() != sha1:
+                raise _Sha1Mismatch  # leaves dest untouched, the temporary file removed
+    except _Sha1Mismatch:
+        return False, h.hexdigest()
+    return True, sha1
 
 
 def _extract(archive: str, dest: str, sha1: str) -> Tuple[bool, str]:

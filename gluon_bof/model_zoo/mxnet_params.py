@@ -32,10 +32,11 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 from typing import BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from ..utils.fileio import atomic_open
 
 __all__ = ["MXNetParams", "MXNetParamsError", "load_params", "save_params", "read_ndarray_list",
            "write_ndarray_list"]
@@ -249,17 +250,8 @@ def write_ndarray_list(target: PathOrFile, arrays: Sequence[np.ndarray],
     if hasattr(target, "write"):
         target.write(out.getvalue())
         return
-    path = os.fspath(target)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".params", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(out.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(target, "wb") as f:
+        f.write(out.getvalue())
 
 
 def save_params(target: PathOrFile, params: Mapping[str, np.ndarray], *,

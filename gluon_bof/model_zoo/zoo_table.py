@@ -14,8 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from typing import Dict, List, Optional, Sequence
+
+from ..utils.fileio import atomic_open
 
 __all__ = ["COLUMNS", "DEFAULT_TABLE", "read_table", "write_table", "find_row", "metric_name",
            "to_markdown"]
@@ -56,10 +57,8 @@ def write_table(rows: Sequence[Row], path: Optional[str] = None) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({c: row.get(c, "") for c in COLUMNS})
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=os.path.dirname(os.path.abspath(path)))
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         f.write(buf.getvalue())
-    os.replace(tmp, path)
 
 
 def metric_name(dataset: str, data_shape: int) -> str:

@@ -9,10 +9,11 @@ settings, also written beside it as JSON).
 import json
 import os
 import random
-import tempfile
 
 import numpy as np
 import torch
+
+from .fileio import atomic_open
 
 __all__ = ["atomic_save", "save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state",
            "build_model_from_checkpoint"]
@@ -23,27 +24,8 @@ def atomic_save(obj, path: str) -> None:
 
     A crash at any point leaves either the old file or the new one, never a partial file.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _atomic_write_text(text: str, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def get_rng_state() -> dict:
@@ -83,8 +65,8 @@ def save_checkpoint(path: str, *, model, optimizer=None, lr_scheduler=None, scal
         state.update(extra)
     atomic_save(state, path)
     if args is not None:
-        _atomic_write_text(json.dumps(args, indent=2, sort_keys=True, default=str),
-                           os.path.splitext(path)[0] + ".json")
+        with atomic_open(os.path.splitext(path)[0] + ".json", "w") as f:
+            f.write(json.dumps(args, indent=2, sort_keys=True, default=str))
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:

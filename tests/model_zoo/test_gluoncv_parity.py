@@ -110,9 +110,9 @@ def _check_detections(fx, ids, scores, bboxes):
 
 YOLO_CASES = [
     "yolo3_mobilenet0.25_voc",
-    pytest.param("yolo3_mobilenet1.0_voc", marks=pytest.mark.slow),
-    pytest.param("yolo3_darknet53_voc", marks=pytest.mark.slow),
-    pytest.param("yolo3_darknet53_coco", marks=pytest.mark.slow),
+    "yolo3_mobilenet1.0_voc",
+    "yolo3_darknet53_voc",
+    "yolo3_darknet53_coco",
 ]
 
 
