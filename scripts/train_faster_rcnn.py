@@ -114,7 +114,7 @@ def run(args, ctx):
     model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs)
     model = model.to(ctx.device)
     if syncbn:
-        model = dist.convert_sync_batchnorm(model)
+        model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size)
 
     mixup = None
     if args.mixup:

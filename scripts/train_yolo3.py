@@ -75,7 +75,7 @@ def run(args, ctx):
                         label_smooth_mode=args.label_smooth_mode)
     model = model_zoo.get_model(model_name, **model_kwargs).to(ctx.device)
     if args.syncbn:
-        model = dist.convert_sync_batchnorm(model)
+        model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size)
 
     sizes = (args.data_shape if args.no_random_shape
              else random_shape_sizes(args.random_shape_min, args.random_shape_max))

@@ -52,6 +52,8 @@ def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epo
     a("--num-samples", type=int, default=-1, help="use only the first N training images (-1: all)")
     a("--max-epoch-iters", type=int, default=0, help="cap batches per epoch (quick runs; 0: no cap)")
     a("--syncbn", action="store_true", help="SyncBatchNorm across processes (torchrun)")
+    a("--bn-group-size", type=int, default=None,
+      help="with --syncbn: processes per BatchNorm group (MegDet's 'BN size'); default: all")
     a("--mixup", action="store_true", help="visually coherent image mixup")
     a("--mixup-alpha", type=float, default=1.5, help="Beta(alpha, beta) of the mixup ratio")
     a("--mixup-beta", type=float, default=1.5)

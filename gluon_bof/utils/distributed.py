@@ -11,7 +11,8 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["DistContext", "init_distributed", "cleanup", "is_main_process", "get_rank",
-           "get_world_size", "barrier", "all_gather_object", "convert_sync_batchnorm"]
+           "get_world_size", "barrier", "all_gather_object", "bn_groups",
+           "convert_sync_batchnorm"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +88,57 @@ def all_gather_object(obj):
     return out
 
 
-def convert_sync_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Converts BatchNorm layers to ``torch.nn.SyncBatchNorm`` across all processes.
+def bn_groups(world_size: int, group_size: int) -> list[list[int]]:
+    """Splits ranks ``0..world_size-1`` into groups of ``group_size`` consecutive ranks.
 
-    In a single process this warns and returns the model unchanged: there is nothing to synchronise.
+    MegDet's cross-GPU BatchNorm with a group size: ``bn_groups(4, 2) == [[0, 1], [2, 3]]``.
+    Raises ValueError when ``group_size`` is not positive or does not divide ``world_size``.
     """
-    if get_world_size() == 1:
+    if world_size < 1:
+        raise ValueError(f"distributed.py: world_size must be >= 1, got {world_size}")
+    if group_size < 1:
+        raise ValueError(f"distributed.py: BatchNorm group size must be >= 1, got {group_size}")
+    if world_size % group_size:
+        raise ValueError(f"distributed.py: BatchNorm group size {group_size} does not divide "
+                         f"world size {world_size}")
+    return [list(range(start, start + group_size)) for start in range(0, world_size, group_size)]
+
+
+def convert_sync_batchnorm(model: torch.nn.Module, group_size: int | None = None) -> torch.nn.Module:
+    """Converts BatchNorm layers to ``torch.nn.SyncBatchNorm`` sharing statistics across processes.
+
+    Args:
+        model: the network; its BatchNorm layers are replaced (``SyncBatchNorm.convert_sync_batchnorm``).
+        group_size: ``None`` (or the world size): all processes share batch statistics. ``K``: the
+            world is split into groups of K consecutive ranks (``bn_groups``), each with its own
+            process group; statistics are shared within a group only. ``1``: plain per-process
+            BatchNorm, the model is returned unchanged. Must divide the world size.
+
+    Collective: in a distributed run every rank must call this with the same ``group_size`` (each
+    rank creates every group with ``torch.distributed.new_group``, in the same order). In a single
+    process this warns and returns the model unchanged: there is nothing to synchronise.
+
+    Note: torch's SyncBatchNorm synchronises only CUDA/XPU (or PrivateUse1) tensors; its training
+    forward raises ValueError on CPU tensors once a process group exists (eval mode works).
+    """
+    world_size = get_world_size()
+    if world_size == 1:
         logger.warning("--syncbn has no effect in a single process (launch with torchrun to use it)")
         return model
-    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if group_size is None:
+        group_size = world_size
+    groups = bn_groups(world_size, group_size)  # validates before any collective call
+    if group_size == 1:
+        logger.warning("--syncbn with group size 1 is plain per-process BatchNorm: model unchanged")
+        return model
+    process_group = None  # the default (world) group
+    if group_size < world_size:
+        rank = get_rank()
+        for ranks in groups:  # every rank creates every group, in the same order
+            group = dist.new_group(ranks=ranks)
+            if rank in ranks:
+                process_group = group
+    if any(p.device.type == "cpu" for p in model.parameters()):
+        logger.warning("SyncBatchNorm does not support CPU tensors in training mode "
+                       "(torch raises ValueError in forward); use CUDA devices")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group=process_group)

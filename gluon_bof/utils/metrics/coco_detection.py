@@ -1,0 +1,210 @@
+"""MS COCO bbox metric (GluonCV's ``COCODetectionMetric``) on pycocotools' ``COCOeval``.
+
+Detections are fed image by image in dataset order (``dataset.image_ids``), written as a COCO
+results JSON and scored by ``COCOeval(gt, results, 'bbox')``. Same behaviour as GluonCV 0.10.5:
+
+* rows with a class id < 0 (padding) or an id that is not a dataset class are dropped, and so are
+  rows scoring below ``score_thresh`` (0.05);
+* with ``data_shape=(height, width)`` boxes predicted on the resized input are scaled back to the
+  image's original size (from the dataset/JSON): ``x * W / width``, ``y * H / height``;
+* :meth:`get` returns GluonCV's ``(names, values)``: the ``COCOeval.summarize()`` text, the AP over
+  IoU .50:.95 of each class and then the mean, as one-decimal percentage strings.
+
+Differences, on purpose:
+
+* ``[x1, y1, x2, y2]`` becomes ``[x1, y1, x2 - x1, y2 - y1]`` (our continuous-pixel boxes, exact).
+  ``legacy_plus_one=True`` gives GluonCV's ``x2 - x1 + 1`` widths/heights, which inflate every box
+  by one pixel (so GluonCV's AP is not pycocotools' AP on the same boxes).
+* no detection at all is scored against an empty result set (AP 0 for classes with ground truth),
+  where GluonCV pushes a dummy detection of category 0.
+* :meth:`get_stats` gives the 12 unrounded ``COCOeval.stats`` (AP, AP50, AP75, APs, APm, APl,
+  AR1, AR10, AR100, ARs, ARm, ARl); the results JSON goes to ``save_prefix + '_results.json'``
+  or a temporary file (GluonCV: ``save_prefix`` + a timestamp + ``.json``).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._voc_utils import labels_2d, split_batches, to_numpy
+
+__all__ = ["COCODetectionMetric"]
+
+
+class COCODetectionMetric:
+    """COCO bbox AP of detections on a :class:`gluon_bof.data.COCODetection` (single split).
+
+    Args:
+        dataset: the evaluation dataset; needs ``coco``, ``image_ids``, ``contiguous_id_to_json``,
+            ``classes`` and ``image_size(idx) -> (width, height)``. Use ``skip_empty=False`` so
+            every image of the JSON is scored, as GluonCV does.
+        save_prefix: results go to ``save_prefix + '_results.json'``; None: a temporary file.
+        cleanup: delete the results file once evaluated (a temporary file always is).
+        score_thresh: detections scoring below this are discarded.
+        data_shape: ``(height, width)`` of the network input when boxes are in input pixels and
+            must be scaled back to each original image; None: boxes are already in image pixels.
+        legacy_plus_one: GluonCV's ``w = x2 - x1 + 1`` conversion instead of ``w = x2 - x1``.
+    """
+
+    name = "COCOMeanAP"
+
+    def __init__(self, dataset, save_prefix: Optional[str] = None, cleanup: bool = True,
+                 score_thresh: float = 0.05, data_shape: Optional[Sequence[int]] = None,
+                 legacy_plus_one: bool = False):
+        if data_shape is not None and not data_shape:
+            data_shape = None
+        if data_shape is not None:
+            if not isinstance(data_shape, (tuple, list)) or len(data_shape) != 2 or \
+                    min(data_shape) <= 0:
+                raise ValueError(f"COCODetectionMetric: data_shape must be None or a positive "
+                                 f"(height, width), got {data_shape!r}")
+            data_shape = (int(data_shape[0]), int(data_shape[1]))
+        self.dataset = dataset
+        self._coco = dataset.coco  # fails early on a multi-split dataset
+        self._img_ids: List[int] = list(dataset.image_ids)
+        self._cat_map = dict(dataset.contiguous_id_to_json)
+        self._save_prefix = save_prefix
+        self._cleanup = cleanup
+        self._score_thresh = float(score_thresh)
+        self._data_shape = data_shape
+        self._plus_one = 1.0 if legacy_plus_one else 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all detections."""
+        self._current = 0
+        self._results: List[dict] = []
+        self._coco_eval = None
+
+    @property
+    def results(self) -> List[dict]:
+        """COCO results gathered so far: dicts of image_id, category_id, bbox (xywh), score."""
+        return self._results
+
+    # ------------------------------------------------------------------ update
+    def update(self, pred_bboxes, pred_labels, pred_scores, *args, **kwargs) -> None:
+        """Add the detections of the next images (dataset order); ground truth args are ignored.
+
+        Args:
+            pred_bboxes: [B, K, 4] xyxy boxes (image pixels, or ``data_shape`` input pixels).
+            pred_labels: [B, K] or [B, K, 1] contiguous class ids; rows with id < 0 are padding.
+            pred_scores: [B, K] or [B, K, 1] confidences.
+            Each may also be a list of such batches (one per device). NumPy, torch or MXNet.
+        """
+        for boxes, labels, scores in zip(*(split_batches(x) for x in
+                                           (pred_bboxes, pred_labels, pred_scores))):
+            boxes = to_numpy(boxes).astype(np.float64)
+            if boxes.ndim != 3 or boxes.shape[-1] != 4:
+                raise ValueError(f"COCODetectionMetric.update: pred_bboxes must be [B, K, 4], "
+                                 f"got shape {boxes.shape}")
+            batch = boxes.shape[0]
+            labels = labels_2d(to_numpy(labels), batch, "pred_labels")
+            scores = labels_2d(to_numpy(scores), batch, "pred_scores").astype(np.float64)
+            if self._current + batch > len(self._img_ids):
+                raise ValueError(f"COCODetectionMetric.update: {self._current + batch} images fed, "
+                                 f"but {self.dataset} has only {len(self._img_ids)}")
+            for b in range(batch):
+                self._add_image(self._current, boxes[b], labels[b], scores[b])
+                self._current += 1
+        self._coco_eval = None
+
+    def _add_image(self, idx: int, boxes: np.ndarray, labels: np.ndarray,
+                   scores: np.ndarray) -> None:
+        keep = (labels >= 0) & (scores >= self._score_thresh)
+        boxes, labels, scores = boxes[keep], labels[keep].astype(np.int64), scores[keep]
+        if self._data_shape is not None:
+            width, height = self.dataset.image_size(idx)
+            scale = [width / self._data_shape[1], height / self._data_shape[0]]
+            boxes = boxes * np.array(scale * 2)
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2] + self._plus_one], axis=1)
+        img_id = self._img_ids[idx]
+        for box, label, score in zip(xywh.tolist(), labels.tolist(), scores.tolist()):
+            if label not in self._cat_map:  # not a dataset class
+                continue
+            self._results.append({"image_id": img_id, "category_id": self._cat_map[label],
+                                  "bbox": box, "score": score})
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self):
+        """Run (once per set of detections) COCOeval on the results file; returns the COCOeval."""
+        if self._coco_eval is not None:
+            return self._coco_eval
+        from pycocotools.cocoeval import COCOeval
+
+        if self._current != len(self._img_ids):
+            warnings.warn(f"COCODetectionMetric: recorded {self._current} out of "
+                          f"{len(self._img_ids)} validation images, incomplete results")
+        if self._save_prefix is not None:
+            path = os.path.abspath(os.path.expanduser(self._save_prefix) + "_results.json")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            remove = self._cleanup
+        else:
+            fd, path = tempfile.mkstemp(prefix="coco_results_", suffix=".json")
+            os.close(fd)
+            remove = True
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(self._results, f)
+            with contextlib.redirect_stdout(io.StringIO()):
+                dets = self._load_results(path)
+                coco_eval = COCOeval(self._coco, dets, "bbox")
+                coco_eval.evaluate()
+                coco_eval.accumulate()
+                coco_eval.summarize()
+        except OSError as e:
+            raise RuntimeError(f"COCODetectionMetric: cannot write results to {path}: {e}") from e
+        finally:
+            if remove and os.path.exists(path):
+                os.remove(path)
+        self._coco_eval = coco_eval
+        return coco_eval
+
+    def _load_results(self, path: str):
+        if self._results:
+            return self._coco.loadRes(path)
+        # loadRes fails on an empty list: an empty result set over the same images and classes
+        from pycocotools.coco import COCO
+
+        dets = COCO()
+        dets.dataset = {"images": list(self._coco.dataset["images"]),
+                        "categories": list(self._coco.dataset["categories"]), "annotations": []}
+        dets.createIndex()
+        return dets
+
+    def get_stats(self) -> np.ndarray:
+        """The 12 unrounded ``COCOeval.stats`` (float64): AP, AP50, AP75, APs, APm, APl, AR1,
+        AR10, AR100, ARs, ARm, ARl (-1 where no ground truth falls in the area range)."""
+        return np.array(self._evaluate().stats, dtype=np.float64)
+
+    def get(self) -> Tuple[List[str], List[str]]:
+        """GluonCV's ``(names, values)``: summary text, per-class AP@[.5:.95] (percent, one
+        decimal; 'nan' for a class without ground truth) and the mean AP last."""
+        coco_eval = self._evaluate()
+        ious = coco_eval.params.iouThrs
+        lo = int(np.argmin(np.abs(ious - 0.5)))
+        hi = int(np.argmin(np.abs(ious - 0.95)))
+        # precision: [iou, recall, class, area range (0 = all), max dets (2 = 100)]
+        precision = coco_eval.eval["precision"][lo:hi + 1, :, :, 0, 2]
+        with contextlib.redirect_stdout(io.StringIO()) as summary:
+            coco_eval.summarize()
+        names = ["~~~~ Summary metrics ~~~~\n"]
+        values = [summary.getvalue().strip()]
+        for k, cls_name in enumerate(self.dataset.classes):
+            names.append(cls_name)
+            values.append(f"{100 * _mean_valid(precision[:, :, k]):.1f}")
+        names.append(f"~~~~ MeanAP @ IoU=[{ious[lo]:.2f},{ious[hi]:.2f}] ~~~~\n")
+        values.append(f"{100 * _mean_valid(precision):.1f}")
+        return names, values
+
+
+def _mean_valid(p: np.ndarray) -> float:
+    """Mean of the entries > -1 (COCOeval's 'undefined' marker); NaN when there are none."""
+    valid = p[p > -1]
+    return float(valid.mean()) if valid.size else float("nan")
