@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..nn.loss import YOLOV3Loss
+from .class_map import reuse_index_map
 from .darknet import conv_bn_leaky, darknet53, load_weights
 from .mobilenet import MobileNet
 from .registry import register_model
@@ -269,17 +270,7 @@ class YOLOV3(nn.Module):
         {new: old} of indices or names, or a list of names kept from the old classes."""
         old = self._classes
         self._classes = list(classes)
-        reuse = {}
-        if isinstance(reuse_weights, dict):
-            for k, v in reuse_weights.items():
-                reuse[self._classes.index(k) if isinstance(k, str) else int(k)] = (
-                    old.index(v) if isinstance(v, str) else int(v))
-        elif isinstance(reuse_weights, (list, tuple)):
-            reuse = {self._classes.index(n): old.index(n) for n in reuse_weights
-                     if n in self._classes and n in old}
-        for k, v in reuse.items():
-            if not (0 <= k < len(self._classes) and 0 <= v < len(old)):
-                raise ValueError(f"yolo3.py: reuse_weights index {k}->{v} out of range")
+        reuse = reuse_index_map(self._classes, old, reuse_weights, "yolo3.py")
         for output in self.yolo_outputs:
             output.reset_class(len(self._classes), reuse)
 

@@ -20,6 +20,17 @@ DEFAULT_CROP_CONSTRAINTS = ((0.1, None), (0.3, None), (0.5, None), (0.7, None), 
                             (None, 1))
 
 
+def check_label(label, where: str) -> np.ndarray:
+    """A preset's input label as float32 ``[N, 5+]`` (xyxy, class id, optional columns); an empty
+    label becomes ``[0, max(C, 5)]``. Anything else is a ValueError naming ``where``."""
+    label = np.asarray(label, dtype=np.float32)
+    if label.size == 0:
+        return label.reshape(0, max(label.shape[-1] if label.ndim == 2 else 0, 5))
+    if label.ndim != 2 or label.shape[1] < 5:
+        raise ValueError(f"{where}: label must be [N, 5+] (xyxy, class, ...), got shape {label.shape}")
+    return label
+
+
 def _check(bbox: np.ndarray, fn: str) -> np.ndarray:
     bbox = np.asarray(bbox)
     if bbox.ndim != 2 or bbox.shape[1] < 4:

@@ -11,7 +11,7 @@ load one to one (:func:`gluon_bof.model_zoo.load_gluoncv_params`).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from torchvision.ops import batched_nms, roi_align, roi_pool
 
 from ...nn.rcnn_loss import FasterRCNNLoss
+from ..class_map import reuse_index_map
 from ..gluoncv import GluonCVMapping, register_gluoncv_mapping
 from .coder import RCNN_STDS, decode_boxes
 from .rpn import RPN
@@ -286,17 +287,7 @@ class FasterRCNN(nn.Module):
         names kept from the old classes; the background row is always kept."""
         old = self._classes
         self._classes = list(classes)
-        reuse: Dict[int, int] = {}
-        if isinstance(reuse_weights, dict):
-            for k, v in reuse_weights.items():
-                reuse[self._classes.index(k) if isinstance(k, str) else int(k)] = (
-                    old.index(v) if isinstance(v, str) else int(v))
-        elif isinstance(reuse_weights, (list, tuple)):
-            reuse = {self._classes.index(n): old.index(n) for n in reuse_weights
-                     if n in self._classes and n in old}
-        for k, v in reuse.items():
-            if not (0 <= k < len(self._classes) and 0 <= v < len(old)):
-                raise ValueError(f"faster_rcnn.py: reuse_weights index {k}->{v} out of range")
+        reuse = reuse_index_map(self._classes, old, reuse_weights, "faster_rcnn.py")
         old_cls, old_box = self.class_predictor, self.box_predictor
         d = old_cls.in_features
         self.class_predictor = nn.Linear(d, self.num_class + 1).to(old_cls.weight)

@@ -16,18 +16,9 @@ from .. import bbox as tbbox
 from .. import image as timage
 from .yolo import IMAGENET_MEAN, IMAGENET_STD, _normalizer, _to_tensor
 
+_HERE = __name__.replace(".", "/") + ".py"  # error messages name this file
 __all__ = ["FasterRCNNDefaultTrainTransform", "FasterRCNNDefaultValTransform",
            "resize_short_within_size"]
-
-
-def _check_label(label, where: str) -> np.ndarray:
-    label = np.asarray(label, dtype=np.float32)
-    if label.size == 0:
-        return label.reshape(0, max(label.shape[-1] if label.ndim == 2 else 0, 5))
-    if label.ndim != 2 or label.shape[1] < 5:
-        raise ValueError(f"gluon_bof/data/transforms/presets/rcnn.py:{where}: label must be "
-                         f"[N, 5+] (xyxy, class, ...), got shape {label.shape}")
-    return label
 
 
 def resize_short_within_size(height: int, width: int, short: int, max_size: int,
@@ -85,7 +76,7 @@ class FasterRCNNDefaultTrainTransform:
         self._norm = _normalizer(mean, std)
 
     def __call__(self, img: np.ndarray, label: np.ndarray):
-        label = _check_label(label, "FasterRCNNDefaultTrainTransform")
+        label = tbbox.check_label(label, f"{_HERE}:FasterRCNNDefaultTrainTransform")
         weight = label[:, -1:] if self._mixup else np.ones((len(label), 1), np.float32)
         label = np.concatenate([label[:, :5], weight], axis=1).astype(np.float32)
         if isinstance(self._short, tuple):
@@ -118,7 +109,7 @@ class FasterRCNNDefaultValTransform:
         self._norm = _normalizer(mean, std)
 
     def __call__(self, img: np.ndarray, label: np.ndarray):
-        label = _check_label(label, "FasterRCNNDefaultValTransform")
+        label = tbbox.check_label(label, f"{_HERE}:FasterRCNNDefaultValTransform")
         difficult = (label[:, 5:6] if label.shape[1] > 5
                      else np.zeros((len(label), 1), np.float32))
         label = np.concatenate([label[:, :5], difficult], axis=1).astype(np.float32)

@@ -15,20 +15,11 @@ import torch
 from .. import bbox as tbbox
 from .. import image as timage
 
+_HERE = __name__.replace(".", "/") + ".py"  # error messages name this file
 __all__ = ["YOLO3DefaultTrainTransform", "YOLO3DefaultValTransform"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _check_label(label, where: str) -> np.ndarray:
-    label = np.asarray(label, dtype=np.float32)
-    if label.size == 0:
-        return label.reshape(0, max(label.shape[-1] if label.ndim == 2 else 0, 5))
-    if label.ndim != 2 or label.shape[1] < 5:
-        raise ValueError(f"gluon_bof/data/transforms/presets/yolo.py:{where}: label must be "
-                         f"[N, 5+] (xyxy, class, ...), got shape {label.shape}")
-    return label
 
 
 def _normalizer(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -115,7 +106,7 @@ class YOLO3DefaultTrainTransform:
             width, height = self._width, self._height
         else:
             width, height = (size, size) if isinstance(size, int) else (int(v) for v in size)
-        label = self._with_weight(_check_label(label, "YOLO3DefaultTrainTransform"))
+        label = self._with_weight(tbbox.check_label(label, f"{_HERE}:YOLO3DefaultTrainTransform"))
         if not self._data_aug:
             return _resize_normalize(img, label, (width, height), self._norm)
         h, w = img.shape[:2]
@@ -178,7 +169,7 @@ class YOLO3DefaultValTransform:
         self._norm = _normalizer(mean, std)
 
     def __call__(self, img: np.ndarray, label: np.ndarray):
-        label = _check_label(label, "YOLO3DefaultValTransform")
+        label = tbbox.check_label(label, f"{_HERE}:YOLO3DefaultValTransform")
         difficult = (label[:, 5:6] if label.shape[1] > 5
                      else np.zeros((len(label), 1), np.float32))
         label = np.concatenate([label[:, :5], difficult], axis=1)
