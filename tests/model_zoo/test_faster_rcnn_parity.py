@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from random_weights import draw_params  # tests/fixtures: the generators' weight recipe
+from random_weights import draw_params, unpack_spec  # tests/fixtures: the generators' weight recipe
 
 from gluon_bof.model_zoo import rcnn  # noqa: F401
 from gluon_bof.model_zoo.gluoncv import load_gluoncv_params
@@ -24,20 +24,11 @@ FX_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "rcnn_r50_voc.npz"
 @pytest.fixture(scope="module")
 def setup():
     fx = dict(np.load(FX_PATH))
-    names = [str(n) for n in fx["param_names"]]
-    flat, shapes, i = fx["param_shapes"].tolist(), {}, 0
-    for n in names:
-        ndim = flat[i]
-        shapes[n] = tuple(flat[i + 1:i + 1 + ndim])
-        i += 1 + ndim
+    names, shapes, images = unpack_spec(fx)
     net = get_model("faster_rcnn_resnet50_v1b_voc", rpn_test_post_nms=30).eval()
     result = load_gluoncv_params(net, draw_params(names, shapes, int(fx["seed"]),
                                                   float(fx["gain"])))
     assert not result.missing_keys and not result.unexpected_keys
-    images = np.random.RandomState(int(fx["seed"]) + 1000).standard_normal(
-        tuple(fx["image_shape"])).astype(np.float32)
-    np.testing.assert_allclose([images.sum(dtype=np.float64), images[0, 0, 0, :4].sum()],
-                               fx["image_checksum"], rtol=1e-6)
     return fx, net, torch.from_numpy(images)
 
 
