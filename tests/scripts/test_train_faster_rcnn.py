@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import train_faster_rcnn
-from gluon_bof import fit as fit_module
-from gluon_bof.engine import StopRequest, train_one_epoch
+from gluon_bof.engine import train_one_epoch
 from gluon_bof.utils.checkpoint import load_checkpoint
 from gluon_bof.utils.lr_scheduler import LRScheduler
 
@@ -59,23 +58,7 @@ def test_lr_schedule_matches_gluoncv_warmup_and_epoch_steps():
     assert lrs == pytest.approx(expected, rel=1e-12)
 
 
-class _StopAfter(StopRequest):
-    """Requests a stop after ``limit`` training steps (as a SIGTERM would)."""
-
-    limit = 0
-    steps = 0
-
-    @property
-    def requested(self):
-        _StopAfter.steps += 1
-        return _StopAfter.steps >= _StopAfter.limit
-
-    @requested.setter
-    def requested(self, value):
-        pass
-
-
-def test_train_then_stopped_and_resumed_run_equals_uninterrupted_run(tiny_root, tmp_path, monkeypatch):
+def test_train_then_stopped_and_resumed_run_equals_uninterrupted_run(tiny_root, tmp_path, stop_resume_and_compare):
     result = _run(tiny_root, str(tmp_path / "full") + "/")
     prefix = str(tmp_path / "full" / NAME)
     full = load_checkpoint(prefix + "_last.pth")
@@ -94,22 +77,8 @@ def test_train_then_stopped_and_resumed_run_equals_uninterrupted_run(tiny_root, 
     assert full["lr_scheduler"]["num_update"] == 8
 
     # stop in the middle of epoch 0, then resume
-    _StopAfter.limit, _StopAfter.steps = 3, 0
-    monkeypatch.setattr(fit_module, "StopRequest", _StopAfter)
-    part = str(tmp_path / "part") + "/"
-    _run(tiny_root, part)
-    stopped = load_checkpoint(part + NAME + "_last.pth")
-    assert (stopped["epoch"], stopped["epoch_iter"]) == (0, 3)
-    monkeypatch.setattr(fit_module, "StopRequest", StopRequest)
-    _run(tiny_root, part, "--resume", part + NAME + "_last.pth")
-    resumed = load_checkpoint(part + NAME + "_last.pth")
-
-    assert resumed["epoch"] == full["epoch"] == 2
-    for k, v in full["model"].items():
-        assert torch.equal(v, resumed["model"][k]), k
-    assert resumed["lr_scheduler"] == full["lr_scheduler"]
-    m_full, m_res = full["optimizer"]["state"], resumed["optimizer"]["state"]
-    assert m_full and all(torch.equal(m_full[i]["momentum_buffer"], m_res[i]["momentum_buffer"]) for i in m_full)
+    stop_resume_and_compare(lambda prefix, *extra: _run(tiny_root, prefix, *extra),
+                            str(tmp_path / "part") + "/", NAME + "_last.pth", full)
 
 
 def test_train_one_epoch_passes_image_sizes_to_the_model():

@@ -2,11 +2,8 @@
 import json
 import os
 
-import torch
 
 import train_yolo3
-from gluon_bof import fit as fit_module
-from gluon_bof.engine import StopRequest
 from gluon_bof.utils.checkpoint import load_checkpoint
 
 TINY = ["--network", "mobilenet0.25", "--head-channels", "32,16,16", "--batch-size", "4", "-j", "0",
@@ -35,41 +32,10 @@ def test_train_writes_checkpoints_history_and_settings(synthetic_root, tmp_path)
     assert os.path.getsize(prefix + "_lr.png") > 1000 and os.path.getsize(prefix + "_history.png") > 1000
 
 
-class _StopAfter(StopRequest):
-    """Requests a stop after ``limit`` training steps (as a SIGTERM would)."""
-
-    limit = 0
-    steps = 0
-
-    @property
-    def requested(self):
-        _StopAfter.steps += 1
-        return _StopAfter.steps >= _StopAfter.limit
-
-    @requested.setter
-    def requested(self, value):
-        pass
-
-
-def test_stopped_and_resumed_run_equals_uninterrupted_run(synthetic_root, tmp_path, monkeypatch):
+def test_stopped_and_resumed_run_equals_uninterrupted_run(synthetic_root, tmp_path, stop_resume_and_compare):
     _run(synthetic_root, str(tmp_path / "full") + "/")
     full = load_checkpoint(str(tmp_path / "full" / "yolo3_mobilenet0.25_voc_last.pth"))
-
+    assert full["epoch"] == 2
     # stop in the middle of epoch 0 (4 batches per epoch: 16 images / 4), then resume
-    _StopAfter.limit, _StopAfter.steps = 3, 0
-    monkeypatch.setattr(fit_module, "StopRequest", _StopAfter)
-    part = str(tmp_path / "part") + "/"
-    _run(synthetic_root, part)
-    stopped = load_checkpoint(part + "yolo3_mobilenet0.25_voc_last.pth")
-    assert (stopped["epoch"], stopped["epoch_iter"]) == (0, 3)
-    monkeypatch.setattr(fit_module, "StopRequest", StopRequest)
-    _run(synthetic_root, part, "--resume", part + "yolo3_mobilenet0.25_voc_last.pth")
-    resumed = load_checkpoint(part + "yolo3_mobilenet0.25_voc_last.pth")
-
-    assert resumed["epoch"] == full["epoch"] == 2
-    for k, v in full["model"].items():
-        assert torch.equal(v, resumed["model"][k]), k
-    assert resumed["lr_scheduler"] == full["lr_scheduler"]
-    m_full = full["optimizer"]["state"]
-    m_res = resumed["optimizer"]["state"]
-    assert all(torch.equal(m_full[i]["momentum_buffer"], m_res[i]["momentum_buffer"]) for i in m_full)
+    stop_resume_and_compare(lambda prefix, *extra: _run(synthetic_root, prefix, *extra),
+                            str(tmp_path / "part") + "/", "yolo3_mobilenet0.25_voc_last.pth", full)
