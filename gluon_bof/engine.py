@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .utils.distributed import all_gather_object, is_main_process
 from .utils.logger import AverageMeter
 
-__all__ = ["train_one_epoch", "evaluate", "StopRequest", "amp_settings"]
+__all__ = ["train_one_epoch", "evaluate", "metric_values", "StopRequest", "amp_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
 
 @torch.no_grad()
 def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, desc: str = "eval"):
-    """Runs detection over ``loader`` and returns ``metric.get()``.
+    """Runs detection over ``loader`` and returns ``metric_values(metric)``: ``(names, floats)``.
 
     Predictions from every process are gathered before the metric is computed, so all processes
     return the same numbers. Boxes are clipped to the input image when ``clip`` (YOLOv3's network
@@ -164,4 +164,18 @@ def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, 
     for part in all_gather_object(records):
         for rec in part:
             metric.update(*rec)
-    return metric.get()
+    return metric_values(metric)
+
+
+def metric_values(metric):
+    """``metric.get()`` as numbers: ``(names, floats)``, the score training tracks last.
+
+    A metric whose ``get`` takes ``unrounded=True`` (COCO: GluonCV's strings otherwise) is asked
+    for its unrounded values."""
+    import inspect
+
+    if "unrounded" in inspect.signature(metric.get).parameters:
+        names, values = metric.get(unrounded=True)
+    else:
+        names, values = metric.get()
+    return list(names), [float(v) for v in values]

@@ -15,7 +15,7 @@ Also ``{prefix}_lr.png`` (the learning-rate schedule, at the start), ``{prefix}_
 import json
 import logging
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -99,11 +99,15 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
         epochs: int, device: torch.device, save_prefix: str, model_name: str, model_kwargs: dict,
         args: dict, scaler=None, amp_dtype=None, resume: Optional[str] = None, save_interval: int = 10,
         val_interval: int = 1, log_interval: int = 100, checkpoint_iters: int = 0,
-        on_epoch_start: Optional[Callable[[int], None]] = None, max_epoch_iters: int = 0) -> dict:
+        on_epoch_start: Optional[Callable[[int], None]] = None, max_epoch_iters: int = 0,
+        evaluate_fn: Optional[Callable[[torch.nn.Module], Tuple[List[str], List[float]]]] = None) -> dict:
     """Trains ``model`` for ``epochs`` epochs (continuing from ``resume`` if given).
 
     ``train_sampler`` must offer ``set_epoch(epoch, start_batch)`` (see ``DetectionBatchSampler``).
     ``max_epoch_iters`` > 0 stops each epoch after that many batches (for quick experiments).
+    Validation runs ``evaluate(net, val_loader, metric)`` (detection), or ``evaluate_fn(net)`` when
+    given (e.g. classification accuracy); either returns ``(names, floats)`` whose last value is the
+    score kept as ``best_map`` (higher is better: VOC mAP, COCO AP@[.5:.95], top-1 accuracy).
     Returns ``{'best_map', 'history'}`` where history lists each epoch's losses and validation.
     """
     start_epoch, start_iter, best_map, history = 0, 0, 0.0, []
@@ -154,8 +158,12 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
                         stats["images_per_sec"])
             record = {"epoch": epoch, "lr": stats["lr"], "images_per_sec": stats["images_per_sec"], **losses}
             current = None
-            if val_loader is not None and ((epoch + 1) % val_interval == 0 or epoch + 1 == epochs):
-                names, values = evaluate(net, val_loader, metric, device=device, desc=f"val {epoch}")
+            validate = val_loader is not None or evaluate_fn is not None
+            if validate and ((epoch + 1) % val_interval == 0 or epoch + 1 == epochs):
+                if evaluate_fn is not None:
+                    names, values = evaluate_fn(net)
+                else:
+                    names, values = evaluate(net, val_loader, metric, device=device, desc=f"val {epoch}")
                 current = float(values[-1])
                 logger.info("[epoch %d] validation: %s", epoch,
                             ", ".join(f"{n}={v:.4f}" for n, v in zip(names, values)))

@@ -35,7 +35,9 @@ import numpy as np
 
 from ._voc_utils import labels_2d, split_batches, to_numpy
 
-__all__ = ["COCODetectionMetric"]
+__all__ = ["COCODetectionMetric", "STAT_NAMES"]
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
 class COCODetectionMetric:
@@ -183,10 +185,20 @@ class COCODetectionMetric:
         AR10, AR100, ARs, ARm, ARl (-1 where no ground truth falls in the area range)."""
         return np.array(self._evaluate().stats, dtype=np.float64)
 
-    def get(self) -> Tuple[List[str], List[str]]:
+    def get(self, unrounded: bool = False) -> Tuple[List[str], list]:
         """GluonCV's ``(names, values)``: summary text, per-class AP@[.5:.95] (percent, one
-        decimal; 'nan' for a class without ground truth) and the mean AP last."""
+        decimal; 'nan' for a class without ground truth) and the mean AP last.
+
+        ``unrounded=True``: floats in [0, 1] instead, no summary text: the per-class AP@[.5:.95],
+        then AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl (``COCOeval.stats``) and
+        ``mAP`` (AP@[.5:.95], ``stats[0]``) last, so training can track it as its score."""
         coco_eval = self._evaluate()
+        if unrounded:
+            precision = coco_eval.eval["precision"][:, :, :, 0, 2]
+            names = list(self.dataset.classes) + list(STAT_NAMES[1:]) + ["mAP"]
+            per_class = [_mean_valid(precision[:, :, k]) for k in range(len(self.dataset.classes))]
+            stats = [float(x) for x in coco_eval.stats]
+            return names, per_class + stats[1:] + stats[:1]
         ious = coco_eval.params.iouThrs
         lo = int(np.argmin(np.abs(ious - 0.5)))
         hi = int(np.argmin(np.abs(ious - 0.95)))
