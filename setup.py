@@ -16,5 +16,5 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "faster-coco-eval"], "fast": ["faster-coco-eval"]},
 )

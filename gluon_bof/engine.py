@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 from tqdm import tqdm
 
-from .utils.distributed import all_gather_object, is_main_process
+from .utils.distributed import all_gather_object, any_process, is_main_process
 from .utils.logger import AverageMeter
 
 __all__ = ["train_one_epoch", "evaluate", "metric_values", "StopRequest", "amp_settings"]
@@ -23,15 +23,24 @@ logger = logging.getLogger(__name__)
 
 class StopRequest:
     """Turns SIGINT/SIGTERM into a flag the loop checks after each step, so the run can write a
-    checkpoint at a step boundary and exit instead of dying mid-update. A second signal aborts."""
+    checkpoint at a step boundary and exit instead of dying mid-update.
 
-    def __init__(self):
+    A second signal aborts, unless it comes within ``grace`` seconds of the first: a scheduler
+    (SLURM) that signals every worker while torchrun forwards the same signal delivers two at once,
+    and that must still end with a checkpoint."""
+
+    def __init__(self, grace: float = 2.0):
         self.requested = False
+        self.grace = grace
+        self._first = 0.0
         self._previous = {}
 
     def _handler(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            if time.monotonic() - self._first > self.grace:
+                raise KeyboardInterrupt
+            return
+        self._first = time.monotonic()
         self.requested = True
         logger.warning("signal %d: stopping after this step (send again to abort)", signum)
 
@@ -73,60 +82,83 @@ def _progress(iterable, total, desc):
 def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, device: torch.device,
                     scaler=None, amp_dtype: Optional[torch.dtype] = None, log_interval: int = 100,
                     start_iter: int = 0, on_step: Optional[Callable[[int], bool]] = None,
-                    stop: Optional[StopRequest] = None) -> dict:
+                    stop: Optional[StopRequest] = None, accumulate: int = 1) -> dict:
     """Trains for one epoch (from batch ``start_iter`` when resuming mid-epoch).
 
     Batches are ``(images, labels)`` or ``(images, labels, image_sizes)``; ``image_sizes`` (padded
-    batches of different image sizes) is passed to the model as ``image_sizes=``.
+    batches of different image sizes) is passed to the model as ``image_sizes=``. Each batch is
+    this process's share of one optimizer update.
+
+    ``accumulate`` N > 1 (gradient accumulation): every batch is split into N equal micro-batches
+    that run forward and backward one after the other, each loss scaled by 1/N, before the one
+    optimizer update. The detection losses are means over the batch's images, so the summed
+    gradients equal the whole batch's (exactly for layers that do not mix images: BatchNorm in
+    training mode sees the micro-batch). Under DDP the gradient all-reduce runs with the last
+    micro-batch only (``no_sync``). The batch must divide by N.
 
     ``lr_scheduler.step()`` is called before every update (the learning rate is a function of the
     global iteration). ``on_step(epoch_iter)`` runs after every update; the loop ends early when it
-    returns True or when ``stop`` was requested. Returns the epoch's mean losses plus ``lr``,
-    ``images_per_sec`` and ``epoch_iter`` (batches done, for checkpoints) and ``stopped``.
+    returns True or when ``stop`` was requested (on any process: all stop after the same update,
+    and ``stop.requested`` is then set on every process). Returns the epoch's mean losses plus ``lr``,
+    ``images_per_sec`` and ``epoch_iter`` (batches = updates done, for checkpoints) and ``stopped``.
     """
+    if accumulate < 1:
+        raise ValueError(f"engine.py: accumulate must be >= 1, got {accumulate}")
     model.train()
     meter = AverageMeter()
     window, window_images, window_start = AverageMeter(), 0, time.time()
     epoch_images, epoch_start = 0, time.time()
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
+    no_sync = getattr(model, "no_sync", nullcontext)  # DDP: skip the all-reduce of early micro-batches
     it = start_iter
     stopped = False
     bar = _progress(loader, total=len(loader), desc=f"epoch {epoch}")
     for batch in bar:
-        images = batch[0].to(device, non_blocking=True)
-        labels = batch[1].to(device, non_blocking=True)
-        extra = {"image_sizes": batch[2].to(device)} if len(batch) > 2 else {}
+        if batch[0].shape[0] % accumulate:
+            raise ValueError(f"engine.py: a batch of {batch[0].shape[0]} images does not split into "
+                             f"{accumulate} equal micro-batches (--accumulate)")
         lr_scheduler.step()
-        with autocast:
-            losses = model(images, labels, **extra)
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite loss at epoch {epoch} batch {it}: "
-                + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items()))
         optimizer.zero_grad(set_to_none=True)
+        values = {}
+        for m, micro in enumerate(zip(*(t.chunk(accumulate) for t in batch))):
+            images = micro[0].to(device, non_blocking=True)
+            labels = micro[1].to(device, non_blocking=True)
+            extra = {"image_sizes": micro[2].to(device)} if len(micro) > 2 else {}
+            with (no_sync() if m < accumulate - 1 else nullcontext()):
+                with autocast:
+                    losses = model(images, labels, **extra)
+                loss = sum(losses.values())
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss at epoch {epoch} batch {it}: "
+                        + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items()))
+                loss = loss / accumulate
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+            for name, v in losses.items():
+                values[name] = values.get(name, 0.0) + v.detach().item() / accumulate
         if scaler is not None:
-            scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
         else:
-            loss.backward()
             optimizer.step()
         it += 1
-        values = {k: v.detach().item() for k, v in losses.items()}
-        meter.update(values, images.shape[0])
-        window.update(values, images.shape[0])
-        window_images += images.shape[0]
-        epoch_images += images.shape[0]
+        n = batch[0].shape[0]
+        meter.update(values, n)
+        window.update(values, n)
+        window_images += n
+        epoch_images += n
         lr = optimizer.param_groups[0]["lr"]
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", size=images.shape[-1])
+        bar.set_postfix(loss=f"{sum(values.values()):.3f}", lr=f"{lr:.2e}", size=images.shape[-1])
         if log_interval and it % log_interval == 0 and is_main_process():
             speed = window_images / max(time.time() - window_start, 1e-9)
             logger.info("[epoch %d][batch %d/%d] %s, lr=%.3e, %.1f images/s, shape %dx%d", epoch, it,
                         len(loader) + start_iter, window, lr, speed, images.shape[-1], images.shape[-2])
             window, window_images, window_start = AverageMeter(), 0, time.time()
-        if (on_step is not None and on_step(it)) or (stop is not None and stop.requested):
+        if on_step is not None and on_step(it):
             stopped = True
+            break
+        if stop is not None and any_process(stop.requested, device):  # every process stops together
+            stop.requested = stopped = True
             break
     bar.close()
     result = meter.mean()
@@ -144,7 +176,10 @@ def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, 
     does not clip; GluonCV's eval script does). Labels are ``[B, M, 6]``: xyxy, class, difficult.
     A batch may carry a third element, ``image_sizes [B, 2]`` (each image's real height and width
     inside a zero-padded batch, see ``detection_pad_collate``): it is passed to the model as
-    ``image_sizes=`` and boxes are clipped to each image's own size.
+    ``image_sizes=`` and boxes are clipped to each image's own size. A fourth element,
+    ``scales [B, 2]`` (``(sy, sx)`` from a validation transform's ``original_coords``), maps the
+    clipped boxes back to the original image, where the labels already are (GluonCV's
+    ``im_scale``): the metric then scores in original-image pixels.
     """
     model.eval()
     records = []
@@ -156,6 +191,8 @@ def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, 
             hw = batch[2] if len(batch) > 2 else torch.tensor(images.shape[-2:]).expand(len(images), 2)
             limits = hw.to(bboxes).flip(-1).repeat(1, 2)[:, None, :]  # [B, 1, 4] = w, h, w, h
             bboxes = torch.minimum(bboxes.clamp(min=0), limits)
+        if len(batch) > 3:  # back to the original image: x * sx, y * sy
+            bboxes = bboxes * batch[3].to(bboxes).flip(-1).repeat(1, 2)[:, None, :]
         labels = labels.numpy()
         difficult = labels[..., 5:6] if labels.shape[-1] > 5 else None
         records.append((bboxes.float().cpu().numpy(), ids.float().cpu().numpy(), scores.float().cpu().numpy(),

@@ -8,7 +8,7 @@ import torch
 
 from .engine import evaluate
 
-__all__ = ["resolve_device", "load_eval_model", "evaluate_at_sizes"]
+__all__ = ["resolve_device", "load_eval_model", "make_metric", "add_eval_metric_args", "eval_metric_factory", "table_columns", "format_table", "evaluate_at_sizes"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -36,35 +36,113 @@ def load_eval_model(*, checkpoint: Optional[str] = None, model: Optional[str] = 
     return net.to(device).eval(), name
 
 
+def make_metric(name: str, dataset, *, data_shape: Optional[Sequence[int]] = None, legacy_plus_one: bool = False,
+                save_prefix: Optional[str] = None, coco_backend: str = "pycocotools"):
+    """The validation metric ``name`` over ``dataset``: 'voc07' (11-point VOC07 AP@0.5), 'voc'
+    (area under the curve) or 'coco' (COCOeval AP@[.5:.95], AP50, ...; needs a COCO-format
+    dataset). For 'coco', ``data_shape=(h, w)`` scales boxes predicted on a resized input back to
+    each image (YOLOv3; Faster R-CNN's loader already does), ``legacy_plus_one`` is GluonCV's box
+    conversion, ``save_prefix`` keeps the results JSON at ``save_prefix + '_results.json'`` and
+    ``coco_backend`` picks pycocotools or faster_coco_eval."""
+    from .utils.metrics import COCODetectionMetric, VOC07MApMetric, VOCMApMetric
+
+    if name == "coco":
+        if not hasattr(dataset, "coco"):
+            raise SystemExit(f"--metric coco needs a COCO-format dataset (--dataset coco), not {dataset}; "
+                             "python -m gluon_bof.data.convert turns a VOC layout into one")
+        return COCODetectionMetric(dataset, save_prefix=save_prefix, cleanup=save_prefix is None,
+                                   data_shape=data_shape, legacy_plus_one=legacy_plus_one, backend=coco_backend)
+    if name not in ("voc07", "voc"):
+        raise ValueError(f"unknown metric {name!r} (voc07, voc or coco)")
+    return (VOC07MApMetric if name == "voc07" else VOCMApMetric)(iou_thresh=0.5, class_names=dataset.classes)
+
+
+def add_eval_metric_args(parser) -> None:
+    """``--metric`` and ``--legacy-plus-one``, the eval scripts' metric flags."""
+    parser.add_argument("--metric", default=None, choices=["voc07", "voc", "coco"],
+                        help="voc07 (11-point AP@0.5), voc (area AP@0.5) or coco (AP@[.5:.95] ...); "
+                             "default: voc07 on VOC data, coco on COCO data")
+    parser.add_argument("--legacy-plus-one", action="store_true",
+                        help="COCO: GluonCV's w = x2 - x1 + 1 box conversion (reproduces its zoo numbers)")
+    parser.add_argument("--coco-backend", default="pycocotools", choices=["pycocotools", "faster_coco_eval"],
+                        help="COCOeval implementation (faster_coco_eval: same numbers, faster)")
+
+
+def eval_metric_factory(metric: Optional[str], dataset: str, val_set, *, save_dir: str = "",
+                        legacy_plus_one: bool = False, data_shape=None, coco_backend: str = "pycocotools"):
+    """``(metric name, metric(key))`` for the eval scripts: the default metric of ``dataset``
+    when ``metric`` is None; ``data_shape(key)`` gives the COCO rescaling size of a run (YOLOv3)
+    and the COCO results JSON is kept as ``{save_dir}/coco_{key}_results.json``."""
+    name = metric or ("coco" if dataset == "coco" else "voc07")
+
+    def build(key):
+        prefix = os.path.join(save_dir, f"coco_{key}") if save_dir else None
+        return make_metric(name, val_set, data_shape=data_shape(key) if data_shape else None,
+                           legacy_plus_one=legacy_plus_one, save_prefix=prefix, coco_backend=coco_backend)
+
+    return name, build
+
+
+COCO_COLUMNS = ("mAP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def table_columns(metric_name: str):
+    """The summary columns of a results table: COCO's six APs, or the VOC mAP."""
+    return COCO_COLUMNS if metric_name == "coco" else ("mAP",)
+
+
+def format_table(results: dict, columns: Sequence[str], header: str, markdown: bool = False) -> str:
+    """``results`` (``{key: {column: value}}``) as aligned text or a Markdown table; values are
+    printed as percentages (AP x 100, two decimals) for COCO and as fractions (four decimals) for
+    VOC, the way GluonCV reports each."""
+    percent = len(columns) > 1
+    fmt = (lambda v: f"{100 * v:.2f}") if percent else (lambda v: f"{v:.4f}")
+    names = ["AP" if c == "mAP" and percent else c for c in columns]
+    rows = [[str(k)] + [fmt(res[c]) for c in columns] for k, res in results.items()]
+    if markdown:
+        lines = ["| " + " | ".join([header, *names]) + " |", "|" + "---|" * (len(names) + 1)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    width = max(10, len(header), *(len(r[0]) for r in rows))
+    lines = [f"  {header:>{width}s}" + "".join(f"  {n:>6s}" for n in names)]
+    lines += [f"  {r[0]:>{width}s}" + "".join(f"  {v:>6s}" for v in r[1:]) for r in rows]
+    return "\n".join(lines)
+
+
 def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, device: torch.device, name: str,
                       num_images: int, metric_name: str = "voc07", save_dir: str = "",
                       size_header: str = "data shape") -> dict:
     """Evaluates ``net`` once per ``(key, label, loader)`` of ``runs`` (e.g. one per input size).
 
-    Prints per-class AP and mAP for each run (``label`` names the size), then, for several runs,
-    one table of mAP per ``key``. With ``save_dir``: a per-class AP PNG per run
-    (``per_class_ap_{key}.png``) and ``eval.json`` (``{'model', 'metric', 'results'}``).
-    Returns ``{key: {class name or 'mAP': AP}}``.
+    ``metric`` is a metric or a callable ``metric(key)`` returning a fresh one per run (COCO:
+    its ``data_shape`` and results file depend on the size). Prints per-class AP and the summary
+    for each run (``label`` names the size), then one table of the summary columns (VOC: mAP;
+    COCO: AP, AP50, AP75, APs, APm, APl) per ``key``. With ``save_dir``: a per-class AP PNG per
+    run (``per_class_ap_{key}.png``), ``eval.json`` (``{'model', 'metric', 'results'}``) and
+    ``eval.md`` (the table in Markdown). Returns ``{key: {class name, summary name: value}}``.
     """
     from .utils.viz import plot_ap
 
+    columns = table_columns(metric_name)
     results = {}
     for key, label, loader in runs:
-        names, values = evaluate(net, loader, metric, device=device, desc=f"eval {key}")
-        results[key] = dict(zip(names, map(float, values)))
-        print(f"\n{name} at {label} ({metric_name} AP@0.5, {num_images} images)")
+        run_metric = metric(key) if callable(metric) and not hasattr(metric, "update") else metric
+        names, values = evaluate(net, loader, run_metric, device=device, desc=f"eval {key}")
+        results[key] = dict(zip(names, values))
+        what = "AP@[.5:.95] per class" if metric_name == "coco" else "AP@0.5"
+        print(f"\n{name} at {label} ({metric_name} {what}, {num_images} images)")
         for n, v in zip(names, values):
             print(f"  {n:>16s}: {v:.4f}")
         if save_dir:
-            plot_ap(names, values, os.path.join(save_dir, f"per_class_ap_{key}.png"),
-                    title=f"{name} @ {key}: {metric_name} AP")
-    if len(results) > 1:
-        width = max(10, len(size_header), *(len(str(k)) for k in results))
-        print(f"\n  {size_header:>{width}s}   mAP")
-        for key, res in results.items():
-            print(f"  {str(key):>{width}s}   {res['mAP']:.4f}")
+            classes = [n for n in names if n not in (*COCO_COLUMNS, "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")]
+            plot_ap(classes + ["mAP"], [results[key][n] for n in classes + ["mAP"]],
+                    os.path.join(save_dir, f"per_class_ap_{key}.png"), title=f"{name} @ {key}: {metric_name} AP")
+    print(f"\n{name} ({metric_name}, {num_images} images)")
+    print(format_table(results, columns, size_header))
     if save_dir:
         os.makedirs(save_dir, exist_ok=True)
         with open(os.path.join(save_dir, "eval.json"), "w") as f:
             json.dump({"model": name, "metric": metric_name, "results": results}, f, indent=1)
+        with open(os.path.join(save_dir, "eval.md"), "w") as f:
+            f.write(f"{name}, {metric_name}, {num_images} images\n\n")
+            f.write(format_table(results, columns, size_header, markdown=True))
     return results

@@ -45,17 +45,27 @@ def restore(path: str, model, optimizer=None, lr_scheduler=None, scaler=None) ->
 
 
 def start_run(*, save_prefix: str, rank: int, world_size: int, seed: int, batch_size: int,
-              settings: dict, name: str = "train") -> int:
+              settings: dict, name: str = "train", accumulate: int = 1) -> int:
     """Common start of a training script: logs to ``{save_prefix}_train.log`` (rank 0), logs the
     resolved ``settings``, seeds torch, and returns the per-process batch size
-    ``batch_size / world_size`` (an error when it does not divide)."""
+    ``batch_size / world_size``.
+
+    ``batch_size`` is the global batch of one optimizer update (GluonCV's meaning). With gradient
+    accumulation (``accumulate`` N) each process runs it as N micro-batches of
+    ``batch_size / (world_size * N)`` images; an error when that does not divide."""
     from .utils.logger import setup_logger
 
     setup_logger(save_prefix + "_train.log", rank)
-    logging.getLogger(name).info("arguments: %s", settings)
+    log = logging.getLogger(name)
+    log.info("arguments: %s", settings)
     torch.manual_seed(seed)
-    if batch_size % world_size:
-        raise SystemExit(f"--batch-size {batch_size} is not divisible by the {world_size} processes")
+    if accumulate < 1:
+        raise SystemExit(f"--accumulate must be >= 1, got {accumulate}")
+    if batch_size % (world_size * accumulate):
+        raise SystemExit(f"--batch-size {batch_size} is not divisible by the {world_size} processes"
+                         + (f" x --accumulate {accumulate} micro-batches" if accumulate > 1 else ""))
+    log.info("batch %d per update = %d processes x %d micro-batches x %d images", batch_size, world_size,
+             accumulate, batch_size // (world_size * accumulate))
     return batch_size // world_size
 
 
@@ -68,18 +78,30 @@ def decay_epochs(epochs: int, lr_decay_epoch: Sequence[int], lr_decay_period: in
 
 def build_optimizer_and_schedule(model: torch.nn.Module, *, lr: float, momentum: float, wd: float,
                                  no_wd: bool, iters_per_epoch: int, max_epoch_iters: int = 0,
-                                 first_update: int = 1, **schedule):
+                                 first_update: int = 1, batch_size: Optional[int] = None,
+                                 lr_base_batch: Optional[int] = None, nesterov: bool = False, **schedule):
     """SGD over the trainable parameters (``--no-wd``: no decay on biases and norm layers) and its
     per-iteration :class:`~gluon_bof.utils.lr_scheduler.LRScheduler`.
 
+    ``lr`` is the learning rate for ``lr_base_batch`` images; the schedule's base learning rate is
+    ``lr * batch_size / lr_base_batch`` (the linear scaling rule, logged when ``batch_size`` is
+    given; ``lr`` itself when ``lr_base_batch`` is None, GluonCV's meaning of ``--lr``). Warmup by
+    ``warmup_factor`` scales with it; an absolute ``warmup_lr`` does not.
     ``iters_per_epoch`` is capped by ``max_epoch_iters`` when > 0; ``schedule`` holds the other
     keyword arguments of :func:`~gluon_bof.utils.lr_scheduler.lr_at` (``mode``, ``epochs``,
     ``step_epochs``, ``step_factor``, warmup ...). Returns ``(optimizer, lr_scheduler)``.
     """
     from .utils.lr_scheduler import LRScheduler
-    from .utils.optim import param_groups
+    from .utils.optim import linear_scaled_lr, param_groups
 
-    optimizer = torch.optim.SGD(param_groups(model, wd, no_wd), lr=lr, momentum=momentum)
+    if batch_size is not None:
+        base = lr_base_batch or batch_size
+        scaled = linear_scaled_lr(lr, batch_size, base)
+        logger.info("learning rate %.6g for batch %d (--lr %.6g x batch %d / --lr-base-batch %d, linear "
+                    "scaling rule)", scaled, batch_size, lr, batch_size, base)
+        lr = scaled
+    optimizer = torch.optim.SGD(param_groups(model, wd, no_wd), lr=lr, momentum=momentum,
+                                nesterov=nesterov)  # nesterov: NAG (Bag of Tricks, Section 3.1)
     if max_epoch_iters:
         iters_per_epoch = min(iters_per_epoch, max_epoch_iters)
     lr_scheduler = LRScheduler(optimizer, base_lr=lr, iters_per_epoch=iters_per_epoch,
@@ -100,11 +122,14 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
         args: dict, scaler=None, amp_dtype=None, resume: Optional[str] = None, save_interval: int = 10,
         val_interval: int = 1, log_interval: int = 100, checkpoint_iters: int = 0,
         on_epoch_start: Optional[Callable[[int], None]] = None, max_epoch_iters: int = 0,
-        evaluate_fn: Optional[Callable[[torch.nn.Module], Tuple[List[str], List[float]]]] = None) -> dict:
+        evaluate_fn: Optional[Callable[[torch.nn.Module], Tuple[List[str], List[float]]]] = None,
+        accumulate: int = 1) -> dict:
     """Trains ``model`` for ``epochs`` epochs (continuing from ``resume`` if given).
 
     ``train_sampler`` must offer ``set_epoch(epoch, start_batch)`` (see ``DetectionBatchSampler``).
     ``max_epoch_iters`` > 0 stops each epoch after that many batches (for quick experiments).
+    ``accumulate`` N splits every batch into N micro-batches (see ``train_one_epoch``); batches,
+    ``epoch_iter`` and checkpoints count optimizer updates, so a resume is exact.
     Validation runs ``evaluate(net, val_loader, metric)`` (detection), or ``evaluate_fn(net)`` when
     given (e.g. classification accuracy); either returns ``(names, floats)`` whose last value is the
     score kept as ``best_map`` (higher is better: VOC mAP, COCO AP@[.5:.95], top-1 accuracy).
@@ -146,7 +171,7 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
             stats = train_one_epoch(model, train_loader, optimizer, lr_scheduler, epoch=epoch, device=device,
                                     scaler=scaler, amp_dtype=amp_dtype, log_interval=log_interval,
                                     start_iter=start_iter if epoch == start_epoch else 0, on_step=on_step,
-                                    stop=stop)
+                                    stop=stop, accumulate=accumulate)
             if stats["stopped"] and stop.requested:
                 checkpoint(last, epoch, stats["epoch_iter"])
                 logger.warning("stopped at epoch %d batch %d; resume with --resume %s", epoch,

@@ -10,7 +10,9 @@ Weights: ``--pretrained`` fetches GluonCV's weights through the store
 (``gluon_bof.model_zoo.model_store``); ``--weights`` gives one file per model, a GluonCV
 ``.params`` or a gluon-bof ``.pth`` (a training checkpoint rebuilds the model it records).
 Prints, per model and data shape, GluonCV's published number beside the one measured here (in
-percent). ``--write`` stores measured numbers in the table's ``measured`` column, only for rows
+percent): VOC07 mAP@0.5 on VOC, COCO AP@[.5:.95] on COCO (``--legacy-plus-one`` scores boxes as
+GluonCV did for its published COCO numbers). YOLOv3 runs at each ``--data-shape``; Faster R-CNN at
+each ``--short``/``--max-size`` pair (default: the model's own, 600x1000 VOC, 800x1333 COCO). ``--write`` stores measured numbers in the table's ``measured`` column, only for rows
 whose name and metric match what was measured, with the date, command and data in
 ``measured_note``.
 """
@@ -28,10 +30,10 @@ import torch  # noqa: E402
 from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.engine import evaluate  # noqa: E402
+from gluon_bof.evaluation import make_metric  # noqa: E402
 from gluon_bof.model_zoo import zoo_table  # noqa: E402
 from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
-from gluon_bof.utils.metrics import VOC07MApMetric  # noqa: E402
 
 logger = logging.getLogger("benchmark_zoo")
 
@@ -43,7 +45,12 @@ def parse_args(argv=None):
     src.add_argument("--pretrained", action="store_true", help="GluonCV's weights, through the store")
     src.add_argument("--weights", nargs="+", default=None,
                      help="one weights file per model: GluonCV .params or gluon-bof .pth")
-    p.add_argument("--dataset", default="voc", choices=["voc"], help="evaluation data (VOC07 mAP@0.5)")
+    p.add_argument("--dataset", default="voc", choices=["voc", "coco"],
+                   help="evaluation data: voc (VOC07 mAP@0.5) or coco (AP@[.5:.95])")
+    p.add_argument("--legacy-plus-one", action="store_true",
+                   help="COCO: GluonCV's w = x2 - x1 + 1 boxes (how its published numbers were scored)")
+    p.add_argument("--short", type=int, nargs="+", default=None, help="Faster R-CNN shorter sides")
+    p.add_argument("--max-size", type=int, nargs="+", default=None, help="Faster R-CNN longer-side bounds")
     p.add_argument("--data-root", default=None, help="dataset root (default: the built-in generated data)")
     p.add_argument("--data-shape", type=int, nargs="+", default=[416])
     p.add_argument("--batch-size", type=int, default=16)
@@ -76,6 +83,20 @@ def _build(name: str, weights):
     return model_zoo.get_model(name, pretrained=weights), weights, name
 
 
+def _runs(net, built: str, val_set, args):
+    """``(size label, loader, COCO rescaling shape)`` per evaluation size of the model."""
+    if built.startswith("faster_rcnn"):
+        from eval_faster_rcnn import eval_sizes
+
+        for s, m in eval_sizes(args.short, args.max_size, net):
+            yield f"{s}x{m}", build.faster_rcnn_val_loader(val_set, batch_size=1, short=s, max_size=m,
+                                                           num_workers=args.num_workers), None
+        return
+    for shape in args.data_shape:
+        yield shape, build.yolo3_val_loader(val_set, batch_size=args.batch_size, data_shape=shape,
+                                            num_workers=args.num_workers), (shape, shape)
+
+
 def _fmt(value) -> str:
     return "-" if value in (None, "") else str(value)
 
@@ -95,10 +116,9 @@ def main(argv=None):
                 raise SystemExit(f"{name}: the model's classes {list(net.classes)} differ from the "
                                  f"dataset's {list(val_set.classes)}")
             net.to(device).eval()
-            for shape in args.data_shape:
-                loader = build.yolo3_val_loader(val_set, batch_size=args.batch_size, data_shape=shape,
-                                                num_workers=args.num_workers)
-                metric = VOC07MApMetric(iou_thresh=0.5, class_names=val_set.classes)
+            for shape, loader, data_shape in _runs(net, built, val_set, args):
+                metric = make_metric("coco" if args.dataset == "coco" else "voc07", val_set, data_shape=data_shape,
+                                     legacy_plus_one=args.legacy_plus_one)
                 names, values = evaluate(net, loader, metric, device=device, desc=f"{name} @{shape}")
                 measured = round(100.0 * float(dict(zip(names, values))["mAP"]), 2)
                 results.append((name, zoo_table.metric_name(args.dataset, shape), measured, source, built))

@@ -7,9 +7,12 @@
 Each ``--short`` pairs with the ``--max-size`` at the same position (one --max-size serves all);
 without --short the model's own training size is used (GluonCV: 600x1000 VOC, 800x1333 COCO).
 Images keep their aspect ratio; as GluonCV, one image per batch by default (--batch-size > 1 pads
-images of one aspect-ratio group together). Prints per-class AP and mAP (VOC07 11-point by default,
-``--metric voc`` for the area under the curve) per size and one table, and writes ``eval.json`` and
-one per-class AP PNG per size under --save-dir.
+images of one aspect-ratio group together). Detections are mapped back to each original image and
+scored there (GluonCV's eval does the same). Prints per-class AP and mAP (VOC07 11-point by default,
+``--metric voc`` for the area under the curve; COCO data: ``--metric coco``, AP@[.5:.95], AP50,
+AP75, APs/m/l, ``--legacy-plus-one`` for GluonCV's numbers) per size and one table; under
+--save-dir: ``eval.json``, ``eval.md`` (the table), one per-class AP PNG per size and, for COCO,
+the detections as ``coco_{short}x{max}_results.json``.
 """
 import argparse
 import logging
@@ -19,9 +22,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gluon_bof.data import build  # noqa: E402
-from gluon_bof.evaluation import evaluate_at_sizes, load_eval_model, resolve_device  # noqa: E402
+from gluon_bof.evaluation import add_eval_metric_args, eval_metric_factory, evaluate_at_sizes, load_eval_model, \
+    resolve_device  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
-from gluon_bof.utils.metrics import VOC07MApMetric, VOCMApMetric  # noqa: E402
 
 logger = logging.getLogger("eval_faster_rcnn")
 
@@ -34,9 +37,9 @@ def parse_args(argv=None):
     src.add_argument("--model", help="a zoo name, e.g. faster_rcnn_resnet50_v1b_voc (random weights)")
     p.add_argument("--short", type=int, nargs="+", default=None, help="shorter sides, e.g. 600 800")
     p.add_argument("--max-size", type=int, nargs="+", default=None, help="longer-side bounds, e.g. 1000 1333")
-    p.add_argument("--dataset", default="voc", choices=["voc", "coco"], help="coco: VOC-style AP@0.5 on COCO val")
+    p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
     p.add_argument("--data-root", default=None, help="dataset root (default: the built-in generated data)")
-    p.add_argument("--metric", default="voc07", choices=["voc07", "voc"])
+    add_eval_metric_args(p)
     p.add_argument("--batch-size", type=int, default=1, help="images per batch (GluonCV: 1 per device)")
     p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2)
     p.add_argument("--device", default="auto")
@@ -61,13 +64,14 @@ def main(argv=None):
     device = resolve_device(args.device)
     _, val_set = build.build_datasets(args.dataset, args.data_root, train=False)
     net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, classes=val_set.classes, device=device)
-    metric = (VOC07MApMetric if args.metric == "voc07" else VOCMApMetric)(iou_thresh=0.5, class_names=val_set.classes)
+    metric_name, metric = eval_metric_factory(args.metric, args.dataset, val_set, save_dir=args.save_dir,
+                                              legacy_plus_one=args.legacy_plus_one, coco_backend=args.coco_backend)
     runs = [(f"{s}x{m}", f"short {s}, max size {m}",
              build.faster_rcnn_val_loader(val_set, batch_size=args.batch_size, short=s, max_size=m,
                                           num_workers=args.num_workers))
             for s, m in eval_sizes(args.short, args.max_size, net)]
     return evaluate_at_sizes(net, runs, metric=metric, device=device, name=name, num_images=len(val_set),
-                             metric_name=args.metric, save_dir=args.save_dir, size_header="short x max")
+                             metric_name=metric_name, save_dir=args.save_dir, size_header="short x max")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@
         --data-shape 320 416 608 --save-dir runs/eval
 
 Prints per-class AP and mAP (VOC07 11-point by default, ``--metric voc`` for the area under the
-curve) for each size, and writes ``eval.json`` and one per-class AP PNG per size under --save-dir.
+curve; COCO data: ``--metric coco``, AP@[.5:.95], AP50, AP75, APs/m/l, boxes scaled back to each
+original image, ``--legacy-plus-one`` for GluonCV's numbers) for each size, and one table of all
+sizes; under --save-dir: ``eval.json``, ``eval.md`` (the table), one per-class AP PNG per size and,
+for COCO, the detections as ``coco_{size}_results.json``.
 """
 import argparse
 import logging
@@ -15,9 +18,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gluon_bof.data import build  # noqa: E402
-from gluon_bof.evaluation import evaluate_at_sizes, load_eval_model, resolve_device  # noqa: E402
+from gluon_bof.evaluation import add_eval_metric_args, eval_metric_factory, evaluate_at_sizes, load_eval_model, \
+    resolve_device  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
-from gluon_bof.utils.metrics import VOC07MApMetric, VOCMApMetric  # noqa: E402
 
 logger = logging.getLogger("eval_yolo3")
 
@@ -28,9 +31,9 @@ def parse_args(argv=None):
     src.add_argument("--checkpoint", help="a gluon-bof training checkpoint (.pth)")
     src.add_argument("--model", help="a zoo name, e.g. yolo3_darknet53_voc (random weights unless --pretrained)")
     p.add_argument("--data-shape", type=int, nargs="+", default=[416])
-    p.add_argument("--dataset", default="voc", choices=["voc"])
+    p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
     p.add_argument("--data-root", default=None, help="dataset root (default: the built-in generated data)")
-    p.add_argument("--metric", default="voc07", choices=["voc07", "voc"])
+    add_eval_metric_args(p)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2)
     p.add_argument("--device", default="auto")
@@ -44,12 +47,14 @@ def main(argv=None):
     device = resolve_device(args.device)
     _, val_set = build.build_datasets(args.dataset, args.data_root, train=False)
     net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, classes=val_set.classes, device=device)
-    metric = (VOC07MApMetric if args.metric == "voc07" else VOCMApMetric)(iou_thresh=0.5, class_names=val_set.classes)
+    metric_name, metric = eval_metric_factory(args.metric, args.dataset, val_set, save_dir=args.save_dir,
+                                              legacy_plus_one=args.legacy_plus_one, coco_backend=args.coco_backend,
+                                              data_shape=lambda key: (key, key))
     runs = [(shape, f"{shape}x{shape}", build.yolo3_val_loader(val_set, batch_size=args.batch_size, data_shape=shape,
                                                                  num_workers=args.num_workers))
             for shape in args.data_shape]
     return evaluate_at_sizes(net, runs, metric=metric, device=device, name=name, num_images=len(val_set),
-                             metric_name=args.metric, save_dir=args.save_dir, size_header="data shape")
+                             metric_name=metric_name, save_dir=args.save_dir, size_header="data shape")
 
 
 if __name__ == "__main__":

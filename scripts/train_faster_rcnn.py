@@ -3,6 +3,8 @@
 
 One process:      python scripts/train_faster_rcnn.py --network resnet50_v1b --dataset voc ...
 Several devices:  torchrun --nproc_per_node 8 scripts/train_faster_rcnn.py --batch-size 8 ...
+MegDet:           torchrun ... --use-fpn --syncbn --bn-group-size 8 --lr-base-batch 16 --accumulate 2
+                  --grad-checkpoint (see docs/distributed.md)
 Freebies: --mixup [--mixup-mode gluoncv], --label-smooth, --lr-mode cosine, --lr-warmup N, --no-wd,
 --no-data-aug (no flip). Images keep their aspect ratio (shorter side --short, longer at most
 --max-size); batches hold only landscape or only portrait images, zero-padded to a common size.
@@ -23,10 +25,11 @@ from torch import nn  # noqa: E402
 from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.engine import amp_settings  # noqa: E402
+from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
 from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
 from gluon_bof.utils.cli import add_common_train_args, parse_ints  # noqa: E402
-from gluon_bof.utils.metrics import VOC07MApMetric  # noqa: E402
+from gluon_bof.evaluation import make_metric  # noqa: E402
 
 logger = logging.getLogger("train_faster_rcnn")
 
@@ -51,7 +54,9 @@ def parse_args(argv=None):
     p.add_argument("--lr-warmup-factor", type=float, default=1.0 / 3.0, help="warmup start factor (GluonCV 1/3)")
     p.add_argument("--use-fpn", action="store_true", help="Faster R-CNN with a feature pyramid network")
     p.add_argument("--norm-layer", default=None, choices=["syncbn"],
-                   help="backbone norm: frozen BatchNorm (default, GluonCV's) or trainable SyncBatchNorm")
+                   help="norm: frozen BatchNorm in the backbone (default, GluonCV's) or trainable "
+                        "SyncBatchNorm (same as --syncbn; with --use-fpn also in the FPN and box head, "
+                        "as GluonCV's faster_rcnn_fpn_syncbn; groups: --bn-group-size)")
     p.add_argument("--pretrained-base", default="", help="GluonCV backbone .params to start from (default: random)")
     p.add_argument("--mixup-mode", default="paper", choices=["paper", "gluoncv"],
                    help="paper: Beta(--mixup-alpha, --mixup-beta) ratio, losses weighted per box; "
@@ -96,7 +101,8 @@ def run(args, ctx):
     net_name = "_".join((family, *(["syncbn"] if syncbn else []), args.network, args.dataset))
     save_prefix = args.save_prefix + net_name
     batch_size = start_run(save_prefix=save_prefix, rank=ctx.rank, world_size=ctx.world_size, seed=args.seed,
-                           batch_size=args.batch_size, settings=vars(args), name=logger.name)
+                           batch_size=args.batch_size, settings=vars(args), name=logger.name,
+                           accumulate=args.accumulate)
     short = parse_ints(args.short)
     short = short[0] if len(short) == 1 else tuple(short)
 
@@ -109,12 +115,16 @@ def run(args, ctx):
                   roi_size=args.roi_size and tuple(parse_ints(args.roi_size)),
                   rpn_test_post_nms=args.rpn_test_post_nms, num_sample=args.rcnn_num_samples)
     model_kwargs.update({k: v for k, v in custom.items() if v is not None})
-    if syncbn:
+    if syncbn:  # trainable BatchNorm, SyncBatchNorm across --bn-group-size processes under torchrun
         model_kwargs["norm_layer"] = nn.BatchNorm2d
+        if args.use_fpn:  # GluonCV's faster_rcnn_fpn_syncbn: BN in the FPN and box head, all layers train
+            model_kwargs.update(fpn_norm_layer=nn.BatchNorm2d, head_norm_layer=nn.BatchNorm2d, freeze_layers=0)
     model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs)
     model = model.to(ctx.device)
     if syncbn:
         model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size)
+    if args.grad_checkpoint:
+        set_grad_checkpointing(model)
 
     mixup = None
     if args.mixup:
@@ -126,11 +136,12 @@ def run(args, ctx):
     val_loader = build.faster_rcnn_val_loader(  # GluonCV: one image per device
         val_set, batch_size=1, short=short if isinstance(short, int) else short[-1], max_size=args.max_size,
         num_workers=args.num_workers, rank=ctx.rank, world_size=ctx.world_size)
-    metric = VOC07MApMetric(iou_thresh=0.5, class_names=val_set.classes)
+    metric = make_metric("coco" if args.dataset == "coco" else "voc07", val_set)
 
     warmup = warmup_schedule(args.lr_warmup, args.lr_warmup_factor, args.warmup_epochs, args.warmup_lr)
     optimizer, lr_scheduler = build_optimizer_and_schedule(
         model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, iters_per_epoch=len(sampler),
+        batch_size=args.batch_size, lr_base_batch=args.lr_base_batch,
         max_epoch_iters=args.max_epoch_iters, first_update=0, mode=args.lr_mode, epochs=args.epochs,
         step_factor=args.lr_decay, power=2.0, **warmup,
         step_epochs=decay_epochs(args.epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
@@ -145,7 +156,7 @@ def run(args, ctx):
                  resume=args.resume or None, save_interval=args.save_interval,
                  val_interval=args.val_interval, log_interval=args.log_interval,
                  checkpoint_iters=args.checkpoint_iters, on_epoch_start=on_epoch_start,
-                 max_epoch_iters=args.max_epoch_iters)
+                 max_epoch_iters=args.max_epoch_iters, accumulate=args.accumulate)
     logger.info("best validation mAP %.4f; checkpoints under %s_*.pth", result["best_map"], save_prefix)
     return result
 

@@ -5,6 +5,7 @@ One process:      python scripts/train_yolo3.py --network mobilenet0.25 --mixup 
 Several devices:  torchrun --nproc_per_node 8 scripts/train_yolo3.py --syncbn ...
 Each freebie is a flag: --mixup, --label-smooth [--label-smooth-mode gluoncv], --lr-mode cosine
 --warmup-epochs N, --no-wd, --syncbn, random shapes (on unless --no-random-shape), --no-data-aug.
+Large batches (docs/distributed.md): --lr-base-batch, --accumulate N, --grad-checkpoint, --bn-group-size.
 """
 import argparse
 import logging
@@ -18,10 +19,11 @@ from gluon_bof.model_zoo import yolo3  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.data.loader import random_shape_sizes  # noqa: E402
 from gluon_bof.engine import amp_settings  # noqa: E402
+from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
 from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
 from gluon_bof.utils.cli import add_common_train_args, parse_ints  # noqa: E402
-from gluon_bof.utils.metrics import VOC07MApMetric  # noqa: E402
+from gluon_bof.evaluation import make_metric  # noqa: E402
 
 logger = logging.getLogger("train_yolo3")
 
@@ -33,6 +35,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-random-shape", action="store_true", help="train at --data-shape only")
     parser.add_argument("--random-shape-min", type=int, default=320, help="smallest random shape (GluonCV: 320)")
     parser.add_argument("--random-shape-max", type=int, default=608, help="largest random shape (GluonCV: 608)")
+    parser.add_argument("--pretrained-base", default="",
+                        help="backbone weights: GluonCV .params or a train_imagenet.py checkpoint .pth (default: random)")
     parser.add_argument("--head-channels", default=None,
                         help="detection block widths deep to shallow, e.g. 64,32,32 (default: GluonCV's)")
     parser.add_argument("--anchor-scale", type=float, default=1.0,
@@ -61,7 +65,8 @@ def run(args, ctx):
     net_name = f"yolo3_{args.network}_{args.dataset}"
     save_prefix = args.save_prefix + net_name
     batch_size = start_run(save_prefix=save_prefix, rank=ctx.rank, world_size=ctx.world_size, seed=args.seed,
-                           batch_size=args.batch_size, settings=vars(args), name=logger.name)
+                           batch_size=args.batch_size, settings=vars(args), name=logger.name,
+                           accumulate=args.accumulate)
 
     train_set, val_set = build.build_datasets(args.dataset, args.data_root, args.num_samples)
     model_name, model_kwargs = build.zoo_name("yolo3", args.network, args.dataset, val_set.classes)
@@ -73,9 +78,11 @@ def run(args, ctx):
         model_kwargs["channels"] = parse_ints(args.head_channels)
     model_kwargs.update(label_smooth=args.label_smooth, label_smooth_eps=args.label_smooth_eps,
                         label_smooth_mode=args.label_smooth_mode)
-    model = model_zoo.get_model(model_name, **model_kwargs).to(ctx.device)
+    model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs).to(ctx.device)
     if args.syncbn:
         model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size)
+    if args.grad_checkpoint:
+        set_grad_checkpointing(model)
 
     sizes = (args.data_shape if args.no_random_shape
              else random_shape_sizes(args.random_shape_min, args.random_shape_max))
@@ -86,10 +93,12 @@ def run(args, ctx):
         hue_mode=args.hue_mode)
     val_loader = build.yolo3_val_loader(val_set, batch_size=batch_size, data_shape=args.data_shape,
                                         num_workers=args.num_workers, rank=ctx.rank, world_size=ctx.world_size)
-    metric = VOC07MApMetric(iou_thresh=0.5, class_names=val_set.classes)
+    metric = make_metric("coco" if args.dataset == "coco" else "voc07", val_set,
+                         data_shape=(args.data_shape, args.data_shape))
 
     optimizer, lr_scheduler = build_optimizer_and_schedule(
         model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, iters_per_epoch=len(sampler),
+        batch_size=args.batch_size, lr_base_batch=args.lr_base_batch,
         max_epoch_iters=args.max_epoch_iters, mode=args.lr_mode, epochs=args.epochs,
         warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, step_factor=args.lr_decay, power=2.0,
         step_epochs=decay_epochs(args.epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
@@ -104,7 +113,7 @@ def run(args, ctx):
                  resume=args.resume or None, save_interval=args.save_interval,
                  val_interval=args.val_interval, log_interval=args.log_interval,
                  checkpoint_iters=args.checkpoint_iters, on_epoch_start=on_epoch_start,
-                 max_epoch_iters=args.max_epoch_iters)
+                 max_epoch_iters=args.max_epoch_iters, accumulate=args.accumulate)
     logger.info("best validation mAP %.4f; checkpoints under %s_*.pth", result["best_map"], save_prefix)
     return result
 

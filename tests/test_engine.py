@@ -1,5 +1,6 @@
 """engine.evaluate: what it hands the metric (clipped boxes, labels split into gt columns)."""
 import numpy as np
+import pytest
 import torch
 
 from gluon_bof.engine import evaluate
@@ -44,3 +45,44 @@ def test_padded_batches_clip_each_image_to_its_own_size():
     sizes = torch.tensor([[20, 30], [32, 48]])  # (h, w) of each real image inside the padded batch
     evaluate(_OutsideBox(), [(torch.zeros(2, 3, 32, 48), _labels(2), sizes)], metric, device=torch.device("cpu"))
     np.testing.assert_array_equal(metric.calls[0][0][:, 0], [[0, 0, 30, 20], [0, 0, 48, 32]])
+
+
+def test_evaluate_scales_clipped_boxes_back_to_the_original_image():
+    metric = _Recorder()
+    sizes = torch.tensor([[32, 48], [32, 40]])  # (h, w) inside the padded batch
+    scales = torch.tensor([[2.0, 2.5], [0.5, 1.0]])  # (sy, sx): original / resized
+    labels = _labels(2)
+    evaluate(_OutsideBox(), [(torch.zeros(2, 3, 32, 48), labels, sizes, scales)], metric,
+             device=torch.device("cpu"))
+    boxes, _, _, gt_boxes, _, _ = metric.calls[0]
+    # clipped to (0, 0, w, h) first, then x * sx, y * sy; labels are passed through unscaled
+    np.testing.assert_allclose(boxes[:, 0], [[0, 0, 48 * 2.5, 32 * 2.0], [0, 0, 40 * 1.0, 32 * 0.5]])
+    np.testing.assert_array_equal(gt_boxes[:, 0], [[1, 2, 3, 4]] * 2)
+
+
+def test_metric_values_are_numbers_and_coco_is_asked_unrounded():
+    from gluon_bof.engine import metric_values
+
+    class Coco:
+        def get(self, unrounded=False):
+            return (["a", "mAP"], [0.123456, 0.5]) if unrounded else (["a", "mAP"], ["12.3", "50.0"])
+
+    assert metric_values(Coco()) == (["a", "mAP"], [0.123456, 0.5])
+    assert metric_values(_Recorder()) == (["mAP"], [0.0])
+
+
+def test_a_second_signal_aborts_only_after_the_grace_period(monkeypatch):
+    import signal
+
+    from gluon_bof import engine
+
+    now = [100.0]
+    monkeypatch.setattr(engine.time, "monotonic", lambda: now[0])
+    with engine.StopRequest(grace=2.0) as stop:
+        stop._handler(signal.SIGTERM, None)
+        assert stop.requested
+        now[0] = 101.5  # the same signal forwarded by torchrun and sent by the scheduler
+        stop._handler(signal.SIGTERM, None)
+        now[0] = 102.5  # a user pressing Ctrl-C again, later: abort
+        with pytest.raises(KeyboardInterrupt):
+            stop._handler(signal.SIGINT, None)

@@ -6,8 +6,8 @@ xmin, ymin, xmax, ymax (pixels), class id, difficult; ``MixupDetection`` appends
 from . import prepare, transforms  # noqa: F401  (synthetic: `python -m gluon_bof.data.synthetic`)
 from .base import DatasetError  # noqa: F401
 from .coco import COCODetection  # noqa: F401
-from .loader import (DetectionBatchSampler, TransformDataset, detection_collate,  # noqa: F401
-                     detection_pad_collate, pad_labels)
+from .loader import (DetectionBatchSampler, EvalBatchSampler, TransformDataset,  # noqa: F401
+                     detection_collate, detection_pad_collate, eval_shard, pad_labels)
 from .sampler import AspectRatioBatchSampler  # noqa: F401
 from .mixup import MixupDetection  # noqa: F401
 from .voc import VOCDetection  # noqa: F401

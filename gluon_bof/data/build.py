@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from .loader import DetectionBatchSampler, TransformDataset, detection_collate, detection_pad_collate
+from .loader import (DetectionBatchSampler, EvalBatchSampler, TransformDataset, detection_collate,
+                     detection_pad_collate)
 from .mixup import FixedRatio, MixupDetection
-from .sampler import AspectRatioBatchSampler
+from .sampler import AspectRatioBatchSampler, aspect_ratio_groups
 
 __all__ = ["build_datasets", "zoo_name", "MixupSettings", "yolo3_train_loader", "yolo3_val_loader", "set_mixup",
            "mixup_switch", "faster_rcnn_train_loader", "faster_rcnn_val_loader"]
@@ -131,12 +132,14 @@ def yolo3_train_loader(dataset, *, batch_size: int, sizes, num_workers: int = 4,
 
 def yolo3_val_loader(dataset, *, batch_size: int, data_shape: int, num_workers: int = 4, rank: int = 0,
                      world_size: int = 1):
-    """The YOLOv3 validation loader at ``data_shape``: batches ``([B,3,S,S], [B,M,6] with difficult)``."""
+    """The YOLOv3 validation loader at ``data_shape``: batches ``([B,3,S,S], [B,M,6] with difficult)``.
+
+    Under torchrun each process reads a contiguous, disjoint shard (:class:`.loader.EvalBatchSampler`):
+    every image is scored exactly once and the gathered predictions are in dataset order."""
     from .transforms.presets.yolo import YOLO3DefaultValTransform
 
     transform = YOLO3DefaultValTransform(data_shape, data_shape)
-    sampler = DetectionBatchSampler(len(dataset), batch_size, sizes=data_shape, shuffle=False,
-                                    drop_last=False, rank=rank, world_size=world_size)
+    sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size)
     return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
                       num_workers=num_workers, collate_fn=detection_collate)
 
@@ -189,16 +192,20 @@ def faster_rcnn_train_loader(dataset, *, batch_size: int, short=600, max_size: i
 
 def faster_rcnn_val_loader(dataset, *, batch_size: int = 1, short: int = 600, max_size: int = 1000,
                            num_workers: int = 4, rank: int = 0, world_size: int = 1,
-                           size_divisibility: int = 0):
+                           size_divisibility: int = 0, original_coords: bool = True):
     """The Faster R-CNN validation loader (``FasterRCNNDefaultValTransform``, dataset order, batches
-    of one aspect-ratio group, zero-padded). GluonCV evaluates one image per device: with
-    ``batch_size=1`` no image is padded (unless ``size_divisibility`` > 1). Batches are
-    ``(images [B,3,H,W], labels [B,M,6] (xyxy, class, difficult), image_sizes [B,2] (h, w))``."""
+    of consecutive images of one aspect-ratio group, zero-padded; under torchrun a contiguous,
+    disjoint shard per process, see :class:`.loader.EvalBatchSampler`). GluonCV evaluates one
+    image per device: with ``batch_size=1`` no image is padded (unless ``size_divisibility`` > 1). Batches are
+    ``(images [B,3,H,W], labels [B,M,6] (xyxy, class, difficult), image_sizes [B,2] (h, w),
+    scales [B,2])``: labels stay in original-image pixels and ``scales`` maps predictions back
+    (``evaluate`` does), so metrics score in original pixels as GluonCV's eval does.
+    ``original_coords=False``: labels in resized pixels and no ``scales``."""
     from .transforms.presets.rcnn import FasterRCNNDefaultValTransform
 
-    transform = FasterRCNNDefaultValTransform(short, max_size)
-    sampler = AspectRatioBatchSampler.from_dataset(dataset, batch_size, shuffle=False, drop_last=False,
-                                                   rank=rank, world_size=world_size)
+    transform = FasterRCNNDefaultValTransform(short, max_size, original_coords=original_coords)
+    sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size,
+                               group_ids=aspect_ratio_groups(dataset) if batch_size > 1 else None)
     return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler, num_workers=num_workers,
                       collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
                       generator=_loader_generator(0))

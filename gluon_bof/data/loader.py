@@ -14,7 +14,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 __all__ = ["pad_labels", "detection_collate", "detection_pad_collate", "TransformDataset",
-           "DetectionBatchSampler", "random_shape_sizes", "epoch_order", "shard_indices", "repeat_seeds"]
+           "DetectionBatchSampler", "random_shape_sizes", "epoch_order", "shard_indices", "repeat_seeds",
+           "eval_shard", "EvalBatchSampler"]
 
 
 def pad_labels(labels: Sequence[np.ndarray], pad_value: float = -1.0) -> torch.Tensor:
@@ -45,6 +46,8 @@ def detection_pad_collate(batch: List[Tuple[torch.Tensor, np.ndarray]], size_div
     to a multiple of ``size_divisibility`` when it is > 1 (FPN-style models).
     Returns ``(images [B,3,H,W] float, labels [B,M,C] padded with -1, image_sizes [B,2] int64)``
     where ``image_sizes[i] = (H_i, W_i)``, the real size of image i inside the padded batch.
+    Items ``(image, label, scale)`` (a validation transform's ``original_coords``) add a fourth
+    element, ``scales [B,2]`` float32, stacked from each item's ``scale``.
     """
     images = [torch.as_tensor(b[0]) for b in batch]
     sizes = torch.tensor([tuple(im.shape[-2:]) for im in images], dtype=torch.int64)
@@ -55,6 +58,9 @@ def detection_pad_collate(batch: List[Tuple[torch.Tensor, np.ndarray]], size_div
     out = images[0].new_zeros((len(images), images[0].shape[0], h, w))
     for i, im in enumerate(images):
         out[i, :, :im.shape[-2], :im.shape[-1]] = im
+    if len(batch[0]) > 2:
+        scales = torch.as_tensor(np.stack([np.asarray(b[2], np.float32) for b in batch]))
+        return out, pad_labels([b[1] for b in batch]), sizes, scales
     return out, pad_labels([b[1] for b in batch]), sizes
 
 
@@ -106,6 +112,56 @@ def shard_indices(num_items: int, rank: int = 0, world_size: int = 1):
     total = math.ceil(num_items / world_size) * world_size
     positions = np.arange(rank, total, world_size)
     return positions % max(num_items, 1), positions >= num_items
+
+
+def eval_shard(num_items: int, rank: int = 0, world_size: int = 1) -> range:
+    """This process's share of ``num_items`` evaluation items: a contiguous, disjoint, unpadded range.
+
+    Shard sizes differ by at most one (the first ``num_items % world_size`` ranks take one more);
+    a rank may get none. Concatenated in rank order the shards are ``range(num_items)``, so
+    predictions gathered from all processes come back in dataset order, each item exactly once.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"loader.py: rank {rank} is outside world_size {world_size}")
+    base, extra = divmod(num_items, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+class EvalBatchSampler(Sampler):
+    """Evaluation batches: dataset order, this process's :func:`eval_shard`, no padding, no repeats.
+
+    Batches hold up to ``batch_size`` consecutive indices; with ``group_ids`` (e.g. aspect-ratio
+    groups) a batch also ends where the group changes, so every batch holds one group and the
+    dataset order is kept (the COCO metric assigns predictions to images in that order).
+    Yields lists of plain indices (keys of :class:`TransformDataset`: the transform's own size).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, *, group_ids: Optional[Sequence[int]] = None,
+                 rank: int = 0, world_size: int = 1):
+        if batch_size < 1:
+            raise ValueError(f"loader.py: batch_size must be >= 1, got {batch_size}")
+        if group_ids is not None and len(group_ids) != num_samples:
+            raise ValueError(f"loader.py: {len(group_ids)} group ids for {num_samples} samples")
+        self.indices = eval_shard(num_samples, rank, world_size)
+        self.batch_size = batch_size
+        self.group_ids = None if group_ids is None else np.asarray(group_ids).reshape(-1)
+
+    def _batches(self) -> List[List[int]]:
+        batches, current = [], []
+        for i in self.indices:
+            if current and (len(current) == self.batch_size or (
+                    self.group_ids is not None and self.group_ids[i] != self.group_ids[current[0]])):
+                batches.append(current)
+                current = []
+            current.append(i)
+        return batches + ([current] if current else [])
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+    def __iter__(self):
+        return iter(self._batches())
 
 
 def repeat_seeds(seeds: np.ndarray, repeated: np.ndarray) -> np.ndarray:

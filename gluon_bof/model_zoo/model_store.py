@@ -262,12 +262,17 @@ def load_pretrained(net, name: str, root: Optional[str] = None):
     return net
 
 
-def load_weights_file(net, path):
+def load_weights_file(net, path, model_name=None):
     """Loads a weights file into ``net``; returns ``net``. ``*.params``: GluonCV's format (see
     :func:`~gluon_bof.model_zoo.gluoncv.load_gluoncv_params`); otherwise a ``torch.save`` file
     holding a gluon-bof checkpoint (a dict with ``'model'``), ``{'state_dict': ...}`` or a plain
     state dict (a ``module.`` prefix from DistributedDataParallel is removed). Only load
-    checkpoints you trust: a full checkpoint is unpickled."""
+    checkpoints you trust: a full checkpoint is unpickled.
+
+    ``model_name``: the zoo name ``net`` was built as (e.g. ``'resnet50_v1d'`` for a detector's
+    backbone). A checkpoint that records the same ``model_name`` (``scripts/train_imagenet.py``'s)
+    may differ in its classifier head only (its own number of classes): the head is then skipped
+    and the rest must fit exactly. A checkpoint of another architecture is an error naming both."""
     import torch
 
     from .gluoncv import load_gluoncv_params
@@ -294,11 +299,37 @@ def load_weights_file(net, path):
                          f"{{'state_dict': ...}} or name -> tensor)")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
+    trained_as = obj.get("model_name") if isinstance(obj, dict) else None
+    if model_name and trained_as and trained_as.lower() == model_name.lower():
+        state = _without_other_head(net, state, path)
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
+        if model_name and trained_as and trained_as.lower() != model_name.lower():
+            raise ValueError(f"{path}: holds a {trained_as!r} model (model_name in the checkpoint), which "
+                             f"does not fit this {model_name!r} network") from None
         raise ValueError(f"{path}: does not fit {type(net).__name__}: {e}") from None
     return net
+
+
+def _without_other_head(net, state: dict, path: str) -> dict:
+    """``state`` minus the classifier head (the last ``nn.Linear``) when only its shape differs from
+    ``net``'s (a classifier trained on other classes, loaded as a backbone); ``net`` keeps its own."""
+    from torch import nn
+
+    linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        return state
+    head = linears[-1]
+    own = net.state_dict()
+    keys = [f"{head}.{p}" for p in ("weight", "bias") if f"{head}.{p}" in own]
+    if keys and any(k in state and state[k].shape != own[k].shape for k in keys):
+        logger.info("%s: classifier head %r has shape %s, the network's %s: not loaded", path, head,
+                    tuple(state[keys[0]].shape), tuple(own[keys[0]].shape))
+        state = dict(state)
+        for k in keys:
+            state[k] = own[k]
+    return state
 
 
 def purge(root: Optional[str] = None) -> None:

@@ -1,5 +1,6 @@
-"""Neural-network building blocks shared by models: losses, NMS, norm layers."""
+"""Neural-network building blocks shared by models: losses, NMS, norm layers, gradient checkpointing."""
 from .loss import YOLOV3Loss  # noqa: F401
 from .nms import box_nms  # noqa: F401
 from .norm import FrozenBatchNorm2d, convert_frozen_bn, freeze_bn  # noqa: F401
 from .rcnn_loss import FasterRCNNLoss, smooth_label_cross_entropy  # noqa: F401
+from .grad_checkpoint import set_grad_checkpointing  # noqa: F401

@@ -27,13 +27,21 @@ def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epo
     a = parser.add_argument
     a("--dataset", default="voc", choices=["voc", "coco"], help="dataset format (default voc)")
     a("--data-root", default=None, help="dataset root (default: the built-in generated data)")
-    a("--batch-size", type=int, default=batch_size, help="global mini-batch size (all processes)")
+    a("--batch-size", type=int, default=batch_size,
+      help="global mini-batch of one update (all processes and --accumulate micro-batches)")
+    a("--accumulate", type=int, default=1,
+      help="gradient accumulation: run each process's batch as N micro-batches (same update, less memory)")
+    a("--grad-checkpoint", action="store_true",
+      help="recompute the backbone stages' activations in backward (torch.utils.checkpoint): less memory")
     a("--num-workers", "-j", dest="num_workers", type=int, default=4, help="data loader workers per process")
     a("--device", default="auto", help="auto | cpu | cuda")
     a("--gpus", default=None, help="accepted for GluonCV compatibility; use torchrun for several GPUs")
     a("--epochs", type=int, default=epochs)
     a("--resume", default="", help="checkpoint (.pth) to continue from, exactly where it stopped")
-    a("--lr", type=float, default=lr)
+    a("--lr", type=float, default=lr, help="learning rate for --lr-base-batch images")
+    a("--lr-base-batch", type=int, default=None,
+      help="batch --lr is tuned for: the lr used is lr x batch-size / this (linear scaling rule); "
+           "default: --batch-size (no scaling, GluonCV's meaning)")
     a("--lr-mode", default="step", choices=["step", "cosine", "poly"])
     a("--lr-decay", type=float, default=0.1, help="step decay factor")
     a("--lr-decay-period", type=int, default=0, help="decay every N epochs (0: use --lr-decay-epoch)")

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["DistContext", "init_distributed", "cleanup", "is_main_process", "get_rank",
-           "get_world_size", "barrier", "all_gather_object", "bn_groups",
+           "get_world_size", "barrier", "all_gather_object", "any_process", "bn_groups",
            "convert_sync_batchnorm"]
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,18 @@ def all_gather_object(obj):
     out = [None] * get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def any_process(flag: bool, device: torch.device = torch.device("cpu")) -> bool:
+    """True on every process when ``flag`` is True on any (collective: all processes must call it).
+
+    Used so that a stop signal reaching one process stops all of them at the same step. ``device``:
+    where the flag travels (the process's CUDA device under NCCL)."""
+    if get_world_size() == 1:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def bn_groups(world_size: int, group_size: int) -> list[list[int]]:

@@ -1,9 +1,10 @@
-"""Optimizer parameter groups: the ``--no-wd`` freebie (no weight decay on biases and norm layers)."""
+"""Optimizer settings: parameter groups for the ``--no-wd`` freebie (no weight decay on biases and
+norm layers) and the linear scaling rule of the learning rate (``--lr-base-batch``)."""
 from typing import Dict, List
 
 import torch.nn as nn
 
-__all__ = ["param_groups", "NORM_TYPES"]
+__all__ = ["param_groups", "linear_scaled_lr", "NORM_TYPES"]
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -28,3 +29,14 @@ def param_groups(model: nn.Module, weight_decay: float, no_wd: bool = False) -> 
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return groups
+
+
+def linear_scaled_lr(lr: float, batch_size: int, base_batch: int) -> float:
+    """The linear scaling rule (Goyal et al. 2017; MegDet): ``lr * batch_size / base_batch``.
+
+    ``lr`` is the learning rate tuned for ``base_batch`` images per update; ``batch_size`` is the
+    global batch of one update (all processes and accumulated micro-batches together).
+    """
+    if batch_size < 1 or base_batch < 1:
+        raise ValueError(f"optim.py: batch sizes must be >= 1, got batch {batch_size}, base {base_batch}")
+    return lr * batch_size / base_batch

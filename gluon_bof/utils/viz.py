@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_image", "plot_bbox", "plot_ap", "plot_history", "save_figure"]
+__all__ = ["plot_image", "plot_bbox", "plot_ap", "plot_ap_delta", "plot_history", "save_figure"]
 
 
 def _np(x):
@@ -82,6 +82,22 @@ def plot_ap(names: Sequence[str], values: Sequence[float], path: str, title: str
     ax.set_title(title)
     ax.legend(loc="lower right")
     save_figure(fig, path)
+
+
+def plot_ap_delta(names: Sequence[str], deltas: Sequence[float], path: str,
+                  title: str = "per-category AP change", gain: str = "tab:green", loss: str = "tab:red") -> list:
+    """The Bag of Freebies paper's Fig. 7/8: per-category AP change as bars sorted from the largest
+    gain to the largest loss, gains and losses in two colours. Returns the ``(name, delta)`` pairs
+    in drawing order (classes whose change is NaN, e.g. no ground truth, are left out)."""
+    pairs = sorted(((n, float(d)) for n, d in zip(names, deltas) if np.isfinite(d)), key=lambda p: -p[1])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(pairs) + 2), 4))
+    ax.bar(range(len(pairs)), [d for _, d in pairs], color=[gain if d >= 0 else loss for _, d in pairs])
+    ax.set_xticks(range(len(pairs)), [n for n, _ in pairs], rotation=90)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("AP change")
+    ax.set_title(title)
+    save_figure(fig, path)
+    return pairs
 
 
 def plot_history(history: Sequence[dict], path: str) -> str:

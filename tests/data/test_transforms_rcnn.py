@@ -53,3 +53,16 @@ def test_mixup_weight_no_aug_and_empty():
     assert sizes <= {50, 51, 52} and len(sizes) > 1
     with pytest.raises(ValueError, match="presets/rcnn.py"):
         FasterRCNNDefaultValTransform()(FX["tf_img"], np.zeros((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("key,size", [("s", (60, 84)), ("m", (71, 100))])
+def test_val_original_coords(key, size):
+    # 50x70 input: short 60 -> 60x84; short 80 would give 80x112 > 100, so 100 / 70 -> 71x100
+    img, label, scale = FasterRCNNDefaultValTransform(*SETTINGS[key], original_coords=True)(
+        FX["tf_img"], FX["tf_label"])
+    assert tuple(img.shape[-2:]) == size
+    np.testing.assert_array_equal(label, FX["tf_label"])  # left in the input's pixels
+    np.testing.assert_allclose(scale, [50 / size[0], 70 / size[1]], rtol=1e-6)
+    # the scaled-back resized labels (GluonCV's route) are the original labels again
+    np.testing.assert_allclose(FX[f"tf_val_{key}_label"][:, [0, 2]] * scale[1], label[:, [0, 2]], atol=1e-3)
+    np.testing.assert_allclose(FX[f"tf_val_{key}_label"][:, [1, 3]] * scale[0], label[:, [1, 3]], atol=1e-3)

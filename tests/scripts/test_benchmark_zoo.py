@@ -122,3 +122,21 @@ def test_markdown_only(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "| name | dataset | gluoncv_metric | gluoncv_published | paper | measured |"
     assert "| yolo3_darknet53_voc | VOC07+12 trainval / VOC07 test | VOC07 mAP@0.5 @416 | 81.5 | - | - |" in out
+
+
+def test_benchmark_on_coco_data_scores_coco_ap(tiny, tmp_path):
+    from gluon_bof.data.convert import voc_to_coco
+
+    root, ckpt, table = tiny
+    coco_root = voc_to_coco(root, str(tmp_path / "coco"))
+    args = ["--models", NAME, "--weights", ckpt, "--dataset", "coco", "--data-root", coco_root,
+            "--data-shape", "64", "--batch-size", "4", "-j", "0", "--table", table]
+    (name, metric, exact, _, _), = _run(args)
+    (_, _, legacy, _, _), = _run(args + ["--legacy-plus-one"])
+    assert name == NAME and metric == "COCO AP@[.5:.95] @64"
+    import eval_yolo3  # the eval script's COCO numbers, in percent, for both box conventions
+
+    for flags, measured in (([], exact), (["--legacy-plus-one"], legacy)):
+        res = eval_yolo3.main(["--checkpoint", ckpt, "--dataset", "coco", "--data-root", coco_root,
+                               "--data-shape", "64", "--batch-size", "4", "-j", "0", *flags])
+        assert measured == round(100 * res[64]["mAP"], 2)

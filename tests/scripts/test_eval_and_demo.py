@@ -45,3 +45,33 @@ def test_syncbn_in_one_process_warns_and_changes_nothing(caplog):
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     assert convert_sync_batchnorm(net) is net and type(net[1]) is nn.BatchNorm2d
     assert "no effect in a single process" in caplog.text
+
+
+def test_eval_on_coco_data_writes_markdown_and_reusable_results(checkpoint, synthetic_root, tmp_path, capsys):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from gluon_bof.data.convert import voc_to_coco
+
+    coco_root = voc_to_coco(synthetic_root, str(tmp_path / "coco"))
+    out = tmp_path / "eval"
+    results = eval_yolo3.main(["--checkpoint", checkpoint, "--dataset", "coco", "--data-root", coco_root,
+                               "--data-shape", "64", "96", "--batch-size", "4", "-j", "0", "--save-dir", str(out)])
+    assert set(results) == {64, 96}
+    saved = json.load(open(out / "eval.json"))
+    assert saved["metric"] == "coco"
+    md = open(out / "eval.md").read().splitlines()
+    assert md[2] == "| data shape | AP | AP50 | AP75 | APs | APm | APl |" and md[4].startswith("| 64 | ")
+    assert "AP50" in capsys.readouterr().out
+    # the kept detections, scored by pycocotools directly, give the reported statistics
+    gt = COCO(f"{coco_root}/annotations/instances_val2017.json")
+    for shape in (64, 96):
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev = COCOeval(gt, gt.loadRes(str(out / f"coco_{shape}_results.json")), "bbox")
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        assert results[shape]["mAP"] == ev.stats[0] and results[shape]["AP50"] == ev.stats[1]

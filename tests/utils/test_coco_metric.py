@@ -170,3 +170,67 @@ def test_incomplete_and_overflow(dataset):
     assert any("1 out of 3" in str(x.message) for x in w)
     with pytest.raises(ValueError, match="only 3"):
         metric.update(*_batch([[], [], []]))
+
+
+def _noisy_detections(ds, rng, per_image=12):
+    """Ground truth jittered, duplicated and mislabelled, plus random boxes, with random scores."""
+    rows = []
+    for i in range(len(ds)):
+        w, h = ds.image_size(i)
+        out = []
+        for x1, y1, x2, y2, cls, *_ in ds.label(i).tolist():
+            for _ in range(3):
+                j = rng.normal(0, 0.08 * max(x2 - x1, y2 - y1), 4)
+                c = cls if rng.random() > 0.15 else rng.integers(0, len(ds.classes))
+                out.append([x1 + j[0], y1 + j[1], x2 + j[2], y2 + j[3], c, rng.random()])
+        while len(out) < per_image:
+            x, y = rng.random(2) * [w, h]
+            bw, bh = rng.random(2) * [w - x, h - y] + 1
+            out.append([x, y, x + bw, y + bh, rng.integers(0, len(ds.classes)), rng.random()])
+        rows.append(out[:per_image])
+    return rows
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_faster_coco_eval_agrees_with_pycocotools_to_every_printed_digit(tmp_path, legacy):
+    pytest.importorskip("faster_coco_eval")
+    from gluon_bof.data.convert import voc_to_coco
+    from gluon_bof.data.synthetic import generate
+
+    voc = generate(str(tmp_path / "voc"), num_trainval=2, num_test=40, seed=3)
+    ds = COCODetection(voc_to_coco(voc, str(tmp_path / "coco")), splits=("instances_val2017",), skip_empty=False)
+    rows = _noisy_detections(ds, np.random.default_rng(0), per_image=30)
+    out = {}
+    for backend in ("pycocotools", "faster_coco_eval"):
+        metric = COCODetectionMetric(ds, legacy_plus_one=legacy, backend=backend)
+        metric.update(*_batch(rows, k=30))
+        out[backend] = (metric.get_stats(), metric.get())
+    ref, fast = out["pycocotools"], out["faster_coco_eval"]
+    assert 0.05 < ref[0][0] < 0.95  # a non-trivial case
+    np.testing.assert_array_equal(np.round(fast[0], 3), np.round(ref[0], 3))  # summarize() prints 3 digits
+    np.testing.assert_allclose(fast[0], ref[0], atol=1e-12)
+    assert fast[1] == ref[1]  # GluonCV's strings: summary text, per-class AP, mean
+
+
+@pytest.mark.parametrize("mode", ["native", "shape"])
+def test_legacy_plus_one_reproduces_gluoncv(tmp_path, mode):
+    """GluonCV 0.10.5's COCODetectionMetric on the same annotations and detections
+    (tests/fixtures/gen_coco_metric.py): identical strings with ``legacy_plus_one=True``."""
+    fx = np.load(os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "coco_metric.npz"))
+    data = json.loads(str(fx["annotations"]))
+    os.makedirs(tmp_path / "annotations")
+    os.makedirs(tmp_path / "val2017")
+    for img in data["images"]:
+        cv2.imwrite(str(tmp_path / "val2017" / img["file_name"]), np.zeros((img["height"], img["width"], 3), np.uint8))
+    with open(tmp_path / "annotations" / "instances_val2017.json", "w") as f:
+        json.dump(data, f)
+    ds = COCODetection(str(tmp_path), splits=("instances_val2017",), skip_empty=False)
+    boxes = fx["pred_bboxes"] if mode == "native" else fx["shape_pred_bboxes"]
+    metric = COCODetectionMetric(ds, legacy_plus_one=True, data_shape=(320, 256) if mode == "shape" else None)
+    for s in range(0, len(boxes), 5):  # a few update calls, as an evaluation loop makes
+        metric.update(boxes[s:s + 5], fx["pred_labels"][s:s + 5], fx["pred_scores"][s:s + 5])
+    names, values = metric.get()
+    assert names == list(fx[f"{mode}_names"]) and values == list(fx[f"{mode}_values"])
+    exact = COCODetectionMetric(ds, data_shape=(320, 256) if mode == "shape" else None)
+    exact.update(boxes, fx["pred_labels"], fx["pred_scores"])
+    assert exact.get()[1][1:] != values[1:]  # the +1 makes a difference on these boxes

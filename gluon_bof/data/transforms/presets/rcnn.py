@@ -97,21 +97,32 @@ class FasterRCNNDefaultValTransform:
 
     Call ``transform(img, label)``: returns a float32 tensor ``[3, H', W']`` and float32 label
     ``[N, 6]`` = xyxy in output pixels, class id, difficult (0 where the input has no 6th
-    column). GluonCV also returns ``im_scale = H / H'``; here ``label`` is already in output
-    pixels (scale detections back with the image's own ratio if needed).
+    column).
+
+    With ``original_coords=True`` (evaluation in the original image's pixels, as GluonCV's
+    eval script does with its ``im_scale``) it returns ``(img, label, scale)`` instead: ``label``
+    left in the input image's pixels and ``scale`` float32 ``[2]`` = ``(H / H', W / W')``, the
+    factors that map boxes predicted on the resized image back (GluonCV uses ``H / H'`` for both
+    axes; the per-axis ratio is exact when rounding made them differ).
     """
 
     def __init__(self, short: int = 600, max_size: int = 1000, mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD):
+                 std=IMAGENET_STD, original_coords: bool = False):
         self._short = int(short[-1] if isinstance(short, (list, tuple)) else short)
         self._max_size = int(max_size)
         self._mean, self._std = tuple(mean), tuple(std)
         self._norm = _normalizer(mean, std)
+        self._original_coords = original_coords
 
     def __call__(self, img: np.ndarray, label: np.ndarray):
         label = tbbox.check_label(label, f"{_HERE}:FasterRCNNDefaultValTransform")
         difficult = (label[:, 5:6] if label.shape[1] > 5
                      else np.zeros((len(label), 1), np.float32))
         label = np.concatenate([label[:, :5], difficult], axis=1).astype(np.float32)
-        img, label = _resize(img, label, self._short, self._max_size)
-        return _to_tensor(timage.apply_color_matrix(img, self._norm)), label.astype(np.float32)
+        h, w = img.shape[:2]
+        img, resized = _resize(img, label, self._short, self._max_size)
+        img = _to_tensor(timage.apply_color_matrix(img, self._norm))
+        if self._original_coords:
+            scale = np.array([h / img.shape[-2], w / img.shape[-1]], np.float32)
+            return img, label, scale
+        return img, resized.astype(np.float32)

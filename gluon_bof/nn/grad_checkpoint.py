@@ -1,0 +1,83 @@
+"""Gradient checkpointing of backbone stages (``--grad-checkpoint``; MegDet's sub-linear memory).
+
+A checkpointed stage keeps only its input for backward and recomputes its activations there
+(``torch.utils.checkpoint``, non-reentrant), trading about one more forward of the backbone for
+the memory of its activations. Switching it on changes neither the parameters, nor the
+``state_dict`` keys, nor the outputs and gradients.
+
+The stages are the natural units of each backbone:
+
+- YOLOv3: ``model.stages`` (the backbone slices feeding the three heads: darknet53's or MobileNet's
+  stages of stride 8, 16 and 32);
+- Faster R-CNN (C4 and FPN): every ResNet layer (``layer1`` .. ``layer4``: an ``nn.Sequential`` of
+  residual blocks), in ``features``, ``top_features`` (run on the RoIs) or the FPN body.
+
+BatchNorm in training mode updates its running statistics in the forward; the recomputation
+restores them afterwards, so they are updated once per step, as without checkpointing.
+"""
+from contextlib import contextmanager, nullcontext
+from types import MethodType
+from typing import List
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["set_grad_checkpointing", "backbone_stages", "is_checkpointed"]
+
+
+def backbone_stages(model: nn.Module) -> List[nn.Module]:
+    """The backbone stages :func:`set_grad_checkpointing` checkpoints (see the module docstring)."""
+    from ..model_zoo.resnetv1b import BasicBlockV1b, BottleneckV1b
+
+    net = model.module if hasattr(model, "module") else model  # DistributedDataParallel
+    if isinstance(getattr(net, "stages", None), nn.ModuleList):
+        return list(net.stages)
+    blocks = (BasicBlockV1b, BottleneckV1b)
+    stages = [m for m in net.modules() if isinstance(m, nn.Sequential) and len(m)
+              and all(isinstance(c, blocks) for c in m)]
+    if not stages:
+        raise ValueError(f"grad_checkpoint.py: no backbone stages found in {type(net).__name__} "
+                         "(expected YOLOv3 'stages' or ResNet layers)")
+    return stages
+
+
+@contextmanager
+def _keep_norm_buffers(module: nn.Module):
+    """Restores the running statistics of ``module``'s norm layers on exit (the recomputation's)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+    saved = [{k: b.clone() for k, b in m.named_buffers(recurse=False) if b is not None} for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, buffers in zip(norms, saved):
+                for k, value in buffers.items():
+                    getattr(m, k).copy_(value)
+
+
+def _checkpointed_forward(self, *args, **kwargs):
+    plain = type(self).forward
+    if not (self.training and torch.is_grad_enabled()):
+        return plain(self, *args, **kwargs)
+    contexts = lambda: (nullcontext(), _keep_norm_buffers(self))  # noqa: E731 (forward, recompute)
+    return checkpoint(plain, self, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+
+
+def is_checkpointed(module: nn.Module) -> bool:
+    """Whether ``module``'s forward runs under gradient checkpointing."""
+    return isinstance(module.__dict__.get("forward"), MethodType)
+
+
+def set_grad_checkpointing(model: nn.Module, enable: bool = True) -> nn.Module:
+    """Turns gradient checkpointing of ``model``'s backbone stages on (or off); returns ``model``.
+
+    Only training forwards with autograd on are checkpointed; eval and ``torch.no_grad`` run the
+    plain forward. Call it before or after wrapping in DDP or converting to SyncBatchNorm.
+    """
+    for stage in backbone_stages(model):
+        if enable:
+            stage.forward = MethodType(_checkpointed_forward, stage)
+        elif is_checkpointed(stage):
+            del stage.forward
+    return model

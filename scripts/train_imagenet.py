@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""Train an image classifier with the Bag of Tricks (GluonCV's train_imagenet.py flags).
+
+One process:      python scripts/train_imagenet.py --model resnet50_v1d --data-dir ~/imagenet ...
+Several devices:  torchrun --nproc_per_node 8 scripts/train_imagenet.py --model resnet50_v1d ...
+Without --data-dir it trains on the built-in generated data's classification form (object crops,
+written once under <data root>/classification). Each trick is a flag: --last-gamma, --no-wd,
+--lr-mode cosine, --warmup-epochs N, --label-smoothing, --mixup [--mixup-alpha --mixup-off-epoch],
+--teacher NAME_OR_CHECKPOINT [--temperature --hard-weight], --dtype float16|bfloat16; NAG and the
+paper's Xavier initialisation are the defaults (--no-nag, --init). See docs/classification.md.
+
+Differences from GluonCV's script: --batch-size is the GLOBAL batch (all processes), not per
+device; --lr is the learning rate for --lr-base-batch (256) images and is scaled linearly with the
+batch (pass --lr-base-batch equal to --batch-size for GluonCV's literal --lr); --resume PATH
+continues a checkpoint exactly (instead of --resume-epoch/--resume-params/--resume-states); data
+are image folders (no RecordIO).
+"""
+import argparse
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gluon_bof import model_zoo  # noqa: E402
+from gluon_bof.classification import (ClassifierWithLoss, build_teacher, classification_evaluator,  # noqa: E402
+                                      classification_loaders)
+from gluon_bof.data.classification import ImageFolderDataset, prepare_synthetic_classification  # noqa: E402
+from gluon_bof.engine import amp_settings  # noqa: E402
+from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
+from gluon_bof.nn.classification import DISTILL_MODES, INIT_MODES, SMOOTHING_MODES, init_weights  # noqa: E402
+from gluon_bof.utils import distributed as dist  # noqa: E402
+from gluon_bof.utils.cli import parse_ints  # noqa: E402
+from gluon_bof.utils.logger import setup_logger  # noqa: E402
+
+logger = logging.getLogger("train_imagenet")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train an image classifier with the Bag of Tricks.",
+                                epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--model", required=True, help="zoo classifier: resnet{18,34,50,101,152}_v1{b,c,d,e,s}, darknet53, "
+                                     "mobilenet{1.0,0.75,0.5,0.25}")
+    a("--data-dir", default=None, help="image folder with train/<class>/* and val/<class>/* "
+                                       "(default: the built-in data's object crops)")
+    a("--batch-size", type=int, default=32, help="GLOBAL mini-batch (all processes; GluonCV: per device)")
+    a("--num-workers", "-j", dest="num_workers", type=int, default=4)
+    a("--device", default="auto", help="auto | cpu | cuda")
+    a("--num-gpus", type=int, default=None, help="accepted for GluonCV compatibility; use torchrun")
+    a("--num-epochs", "--epochs", dest="num_epochs", type=int, default=3)
+    a("--lr", type=float, default=0.1, help="learning rate for --lr-base-batch images (paper: 0.1 per 256)")
+    a("--lr-base-batch", type=int, default=256, help="batch --lr is meant for (linear scaling rule)")
+    a("--momentum", type=float, default=0.9)
+    a("--wd", type=float, default=1e-4)
+    a("--lr-mode", default="step", choices=["step", "cosine", "poly", "linear"])
+    a("--lr-decay", type=float, default=0.1)
+    a("--lr-decay-period", type=int, default=0)
+    a("--lr-decay-epoch", default="40,60")
+    a("--warmup-lr", type=float, default=0.0)
+    a("--warmup-epochs", type=int, default=0)
+    a("--no-nag", action="store_true", help="plain momentum SGD instead of NAG (Nesterov)")
+    a("--init", default="xavier", choices=INIT_MODES,
+      help="from-scratch init: xavier (paper), msra (GluonCV's MSRAPrelu), torch (PyTorch defaults)")
+    a("--input-size", type=int, default=224)
+    a("--crop-ratio", type=float, default=0.875,
+      help="validation: resize to ceil(input-size / crop-ratio), centre crop")
+    a("--jitter-mode", default="paper", choices=["paper", "gluoncv"],
+      help="paper: brightness/saturation/hue x U(0.6,1.4); gluoncv: brightness/contrast/saturation")
+    a("--use-pretrained", action="store_true", help="start from GluonCV's ImageNet weights")
+    a("--use_se", action="store_true", help="GluonCV flag; no SE variants in the zoo (an error)")
+    a("--batch-norm", action="store_true", help="GluonCV flag for VGG; no VGG in the zoo (an error)")
+    a("--last-gamma", action="store_true", help="zero-init the last BN gamma of each residual block")
+    a("--no-wd", action="store_true", help="no weight decay on biases and BatchNorm gamma/beta")
+    a("--label-smoothing", action="store_true", help="label smoothing, eps 0.1")
+    a("--label-smoothing-eps", type=float, default=0.1)
+    a("--label-smoothing-mode", default="paper", choices=SMOOTHING_MODES,
+      help="paper: 1-eps / eps/(K-1); gluoncv: 1-eps+eps/K / eps/K")
+    a("--mixup", action="store_true", help="mixup with the reversed batch")
+    a("--mixup-alpha", type=float, default=0.2)
+    a("--mixup-off-epoch", type=int, default=0, help="no mixup in the last N epochs")
+    a("--teacher", default=None, help="distillation teacher: zoo name (GluonCV weights) or checkpoint .pth")
+    a("--temperature", type=float, default=20.0)
+    a("--hard-weight", type=float, default=0.5)
+    a("--distill-mode", default="gluoncv", choices=DISTILL_MODES,
+      help="gluoncv: h*hard + (1-h)*T^2*soft; paper: Eq. 6, hard + T^2*soft")
+    a("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+      help="autocast dtype on CUDA (float16 with loss scaling)")
+    a("--accumulate", type=int, default=1, help="micro-batches per update (the batch splits into N)")
+    a("--resume", default="", help="checkpoint (.pth) to continue from, exactly where it stopped")
+    a("--save-dir", default="params", help="folder of checkpoints and logs")
+    a("--save-prefix", default="", help="file name prefix inside --save-dir")
+    a("--save-frequency", type=int, default=10, help="keep a checkpoint every N epochs (0: never)")
+    a("--checkpoint-iters", type=int, default=0, help="also refresh *_last.pth every N batches")
+    a("--val-interval", type=int, default=1)
+    a("--log-interval", type=int, default=50)
+    a("--logging-file", default=None, help="log file (default: <save prefix>_train.log)")
+    a("--seed", type=int, default=233)
+    a("--max-epoch-iters", type=int, default=0, help="cap batches per epoch (quick runs; 0: no cap)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ctx = dist.init_distributed(args.device)
+    try:
+        return run(args, ctx)
+    finally:
+        dist.cleanup()
+
+
+def build_model(args, num_classes: int):
+    """``(classifier, model_name, model_kwargs)`` for ``--model`` and the tricks that change it."""
+    if args.use_se or args.batch_norm:
+        raise SystemExit("--use_se / --batch-norm select SE-ResNet / VGG variants, which the zoo does not have")
+    name = args.model.lower()
+    if name not in model_zoo.list_models():
+        raise SystemExit(f"--model {args.model}: not in the zoo (see gluon_bof.model_zoo.list_models())")
+    kwargs = {"classes": num_classes}
+    if args.last_gamma:
+        if not name.startswith("resnet"):
+            raise SystemExit(f"--last-gamma: {name} has no residual blocks with a last BatchNorm")
+        kwargs["last_gamma"] = True
+    net = model_zoo.get_model(name, **kwargs)
+    if args.use_pretrained:  # GluonCV's ImageNet weights; a head of another size keeps its init
+        pretrained = model_zoo.get_model(name, **{**kwargs, "classes": 1000}, pretrained=True).state_dict()
+        own = net.state_dict()
+        net.load_state_dict({k: v for k, v in pretrained.items() if v.shape == own[k].shape}, strict=False)
+    else:
+        init_weights(net, args.init)  # conv and linear weights only: last_gamma's zeros stay
+    return net, name, kwargs
+
+
+def run(args, ctx):
+    save_prefix = os.path.join(args.save_dir, f"{args.save_prefix}imagenet_{args.model.lower()}")
+    batch_size = start_run(save_prefix=save_prefix, rank=ctx.rank, world_size=ctx.world_size, seed=args.seed,
+                           batch_size=args.batch_size, settings=vars(args), name=logger.name,
+                           accumulate=args.accumulate)
+    if args.logging_file:  # GluonCV's --logging-file instead of <save prefix>_train.log
+        setup_logger(args.logging_file, ctx.rank)
+    data_dir = args.data_dir
+    if data_dir is None:
+        if ctx.is_main:
+            data_dir = prepare_synthetic_classification()
+        dist.barrier()
+        data_dir = prepare_synthetic_classification()
+    train_set = ImageFolderDataset(data_dir, "train")
+    val_set = ImageFolderDataset(data_dir, "val", classes=train_set.classes)
+    logger.info("data %s: %d training, %d validation images, %d classes", data_dir, len(train_set),
+                len(val_set), len(train_set.classes))
+
+    net, model_name, model_kwargs = build_model(args, len(train_set.classes))
+    teacher = build_teacher(args.teacher, len(train_set.classes), ctx.device) if args.teacher else None
+    model = ClassifierWithLoss(net, teacher, temperature=args.temperature, hard_weight=args.hard_weight,
+                               distill_mode=args.distill_mode).to(ctx.device)
+
+    train_loader, sampler, collate, val_loader = classification_loaders(
+        train_set, val_set, batch_size=batch_size, input_size=args.input_size, crop_ratio=args.crop_ratio,
+        num_workers=args.num_workers, seed=args.seed, rank=ctx.rank, world_size=ctx.world_size,
+        mixup_alpha=args.mixup_alpha if args.mixup else 0.0,
+        smoothing_eps=args.label_smoothing_eps if args.label_smoothing else 0.0,
+        smoothing_mode=args.label_smoothing_mode, jitter_mode=args.jitter_mode)
+
+    optimizer, lr_scheduler = build_optimizer_and_schedule(
+        model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, nesterov=not args.no_nag,
+        iters_per_epoch=len(sampler), max_epoch_iters=args.max_epoch_iters, batch_size=args.batch_size,
+        lr_base_batch=args.lr_base_batch, mode=args.lr_mode, epochs=args.num_epochs,
+        warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, step_factor=args.lr_decay, power=2.0,
+        step_epochs=decay_epochs(args.num_epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
+    amp_dtype, scaler = amp_settings(args.dtype != "float32", args.dtype, ctx.device)
+    model = wrap_distributed(model, ctx.device, ctx.distributed)
+
+    def on_epoch_start(epoch: int) -> None:
+        collate.enabled = args.mixup and epoch < args.num_epochs - args.mixup_off_epoch
+
+    result = fit(model=model, train_loader=train_loader, train_sampler=sampler, val_loader=None, metric=None,
+                 optimizer=optimizer, lr_scheduler=lr_scheduler, epochs=args.num_epochs, device=ctx.device,
+                 save_prefix=save_prefix, model_name=model_name, model_kwargs=model_kwargs, args=vars(args),
+                 scaler=scaler, amp_dtype=amp_dtype, resume=args.resume or None,
+                 save_interval=args.save_frequency, val_interval=args.val_interval,
+                 log_interval=args.log_interval, checkpoint_iters=args.checkpoint_iters,
+                 on_epoch_start=on_epoch_start, max_epoch_iters=args.max_epoch_iters,
+                 evaluate_fn=classification_evaluator(val_loader, ctx.device), accumulate=args.accumulate)
+    logger.info("best validation top-1 %.4f; checkpoints under %s_*.pth", result["best_map"], save_prefix)
+    return result
+
+
+if __name__ == "__main__":
+    main()
