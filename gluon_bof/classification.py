@@ -40,7 +40,7 @@ class ClassifierWithLoss(nn.Module):
     """
 
     def __init__(self, net: nn.Module, teacher: Optional[nn.Module] = None, *, temperature: float = 20.0,
-                 hard_weight: float = 0.5, distill_mode: str = "gluoncv"):
+                 hard_weight: float = 0.5, distill_mode: str = "paper"):
         super().__init__()
         self.net = net
         self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []

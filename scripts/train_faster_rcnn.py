@@ -57,7 +57,7 @@ def parse_args(argv=None):
                    help="norm: frozen BatchNorm in the backbone (default, GluonCV's) or trainable "
                         "SyncBatchNorm (same as --syncbn; with --use-fpn also in the FPN and box head, "
                         "as GluonCV's faster_rcnn_fpn_syncbn; groups: --bn-group-size)")
-    p.add_argument("--pretrained-base", default="", help="GluonCV backbone .params to start from (default: random)")
+    p.add_argument("--pretrained-base", default="", help="backbone weights: GluonCV .params or a train_imagenet.py checkpoint .pth (default: random)")
     p.add_argument("--mixup-mode", default="paper", choices=["paper", "gluoncv"],
                    help="paper: Beta(--mixup-alpha, --mixup-beta) ratio, losses weighted per box; "
                         "gluoncv: GluonCV's fixed 0.5 ratio and whole loss * 0.5")

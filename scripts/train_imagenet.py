@@ -82,8 +82,8 @@ def parse_args(argv=None):
     a("--teacher", default=None, help="distillation teacher: zoo name (GluonCV weights) or checkpoint .pth")
     a("--temperature", type=float, default=20.0)
     a("--hard-weight", type=float, default=0.5)
-    a("--distill-mode", default="gluoncv", choices=DISTILL_MODES,
-      help="gluoncv: h*hard + (1-h)*T^2*soft; paper: Eq. 6, hard + T^2*soft")
+    a("--distill-mode", default="paper", choices=DISTILL_MODES,
+      help="paper (default): Eq. 6, hard + T^2*soft; gluoncv: h*hard + (1-h)*T^2*soft with --hard-weight h")
     a("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
       help="autocast dtype on CUDA (float16 with loss scaling)")
     a("--accumulate", type=int, default=1, help="micro-batches per update (the batch splits into N)")

@@ -83,7 +83,7 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor, *,
                       temperature: float = 20.0, hard_weight: float = 0.5,
-                      mode: str = "gluoncv") -> dict:
+                      mode: str = "paper") -> dict:
     """Knowledge-distillation loss, returned as its two weighted terms (their sum is the loss).
 
     Args:

@@ -102,7 +102,8 @@ def plot_ap_delta(names: Sequence[str], deltas: Sequence[float], path: str,
 
 def plot_history(history: Sequence[dict], path: str) -> str:
     """Writes the training curves of ``fit``'s history: each ``*_loss`` per epoch (left) and the
-    validation mAP where it was measured (right)."""
+    validation score where it was measured (right): the last value of each epoch's ``val`` (VOC
+    mAP, COCO AP@[.5:.95], classification top-1)."""
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
     for key in sorted({k for h in history for k in h if k.endswith("loss")}):
@@ -111,12 +112,12 @@ def plot_history(history: Sequence[dict], path: str) -> str:
     ax_loss.set_xlabel("epoch")
     ax_loss.set_title("training losses (epoch means)")
     ax_loss.legend(fontsize=8)
-    val = [(h["epoch"], h["val"]["mAP"]) for h in history if "mAP" in h.get("val", {})]
+    val = [(h["epoch"], *list(h["val"].items())[-1]) for h in history if h.get("val")]
     if val:
-        ax_map.plot(*zip(*val), marker="o", color="tab:green")
+        ax_map.plot([v[0] for v in val], [v[2] for v in val], marker="o", color="tab:green")
     ax_map.set_ylim(0, 1)
     ax_map.set_xlabel("epoch")
-    ax_map.set_title("validation mAP")
+    ax_map.set_title(f"validation {val[-1][1] if val else 'score'}")
     return save_figure(fig, path)
 
 

@@ -4,10 +4,12 @@ import shlex
 import pytest
 
 import train_faster_rcnn
+import train_imagenet
 import train_yolo3
 from gluon_bof.model_zoo import zoo_table
 
-SCRIPTS = {"scripts/train_yolo3.py": train_yolo3, "scripts/train_faster_rcnn.py": train_faster_rcnn}
+SCRIPTS = {"scripts/train_yolo3.py": train_yolo3, "scripts/train_faster_rcnn.py": train_faster_rcnn,
+           "scripts/train_imagenet.py": train_imagenet}
 ROWS = [r for r in zoo_table.read_table() if r["command"]]
 
 
@@ -16,10 +18,14 @@ def test_zoo_command_parses(row):
     argv = shlex.split(row["command"])
     script = next(a for a in argv if a.endswith(".py"))
     args = SCRIPTS[script].parse_args(argv[argv.index(script) + 1:])
+    if script == "scripts/train_imagenet.py":  # the Bag of Tricks recipe, for this very model
+        assert args.model == row["name"] and args.label_smoothing and args.no_wd and args.lr_mode == "cosine"
+        assert args.lr * args.batch_size / args.lr_base_batch == pytest.approx(0.1 * args.batch_size / 256)
+        return
     assert args.mixup and args.label_smooth  # the Bag of Freebies recipe
     assert row["name"].startswith("yolo3") == (script == "scripts/train_yolo3.py")
 
 
-def test_detection_rows_have_commands():
-    detectors = [r for r in zoo_table.read_table() if r["name"].startswith(("yolo3", "faster_rcnn"))]
-    assert detectors and all(r["command"] for r in detectors)
+def test_every_row_has_a_command():
+    rows = zoo_table.read_table()
+    assert rows and all(r["command"] for r in rows)
