@@ -88,11 +88,7 @@ def warmup_schedule(lr_warmup: int, factor: float, warmup_epochs: int = 0, warmu
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = dist.init_distributed(args.device)
-    try:
-        return run(args, ctx)
-    finally:
-        dist.cleanup()
+    return dist.run_in_process_group(run, args, args.device)
 
 
 def run(args, ctx):

@@ -54,11 +54,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    ctx = dist.init_distributed(args.device)
-    try:
-        return run(args, ctx)
-    finally:
-        dist.cleanup()
+    return dist.run_in_process_group(run, args, args.device)
 
 
 def run(args, ctx):

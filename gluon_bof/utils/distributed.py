@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "init_distributed", "cleanup", "is_main_process", "get_rank",
+__all__ = ["DistContext", "init_distributed", "run_in_process_group", "cleanup", "is_main_process", "get_rank",
            "get_world_size", "barrier", "all_gather_object", "any_process", "bn_groups",
            "convert_sync_batchnorm"]
 
@@ -54,6 +54,16 @@ def init_distributed(device: str = "auto", backend: str = None) -> DistContext:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend=backend or ("nccl" if use_cuda else "gloo"))
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def run_in_process_group(run, args, device: str = "auto"):
+    """``run(args, ctx)`` between :func:`init_distributed` and :func:`cleanup`: the process group
+    is torn down however ``run`` ends (return, error, Ctrl-C). The training scripts' ``main``."""
+    ctx = init_distributed(device)
+    try:
+        return run(args, ctx)
+    finally:
+        cleanup()
 
 
 def cleanup() -> None:
