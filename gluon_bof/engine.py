@@ -148,7 +148,7 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
         window_images += n
         epoch_images += n
         lr = optimizer.param_groups[0]["lr"]
-        bar.set_postfix(loss=f"{sum(values.values()):.3f}", lr=f"{lr:.2e}", size=images.shape[-1])
+        bar.set_postfix(loss=f"{sum(values.values()):.3f}", lr=f"{lr:.2e}", size=images.shape[-1], refresh=False)
         if log_interval and it % log_interval == 0 and is_main_process():
             speed = window_images / max(time.time() - window_start, 1e-9)
             logger.info("[epoch %d][batch %d/%d] %s, lr=%.3e, %.1f images/s, shape %dx%d", epoch, it,
