@@ -19,7 +19,8 @@ Differences, on purpose:
   where GluonCV pushes a dummy detection of category 0.
 * :meth:`get_stats` gives the 12 unrounded ``COCOeval.stats`` (AP, AP50, AP75, APs, APm, APl,
   AR1, AR10, AR100, ARs, ARm, ARl); the results JSON goes to ``save_prefix + '_results.json'``
-  or a temporary file (GluonCV: ``save_prefix`` + a timestamp + ``.json``).
+  when a prefix is given, and COCOeval reads the results from memory (GluonCV always writes
+  ``save_prefix`` + a timestamp + ``.json`` and reads it back).
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from typing import List, Optional, Sequence, Tuple
 
@@ -47,8 +47,8 @@ class COCODetectionMetric:
         dataset: the evaluation dataset; needs ``coco``, ``image_ids``, ``contiguous_id_to_json``,
             ``classes`` and ``image_size(idx) -> (width, height)``. Use ``skip_empty=False`` so
             every image of the JSON is scored, as GluonCV does.
-        save_prefix: results go to ``save_prefix + '_results.json'``; None: a temporary file.
-        cleanup: delete the results file once evaluated (a temporary file always is).
+        save_prefix: results are also written to ``save_prefix + '_results.json'``; None: not written.
+        cleanup: delete that results file once evaluated.
         score_thresh: detections scoring below this are discarded.
         data_shape: ``(height, width)`` of the network input when boxes are in input pixels and
             must be scaled back to each original image; None: boxes are already in image pixels.
@@ -142,7 +142,11 @@ class COCODetectionMetric:
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self):
-        """Run (once per set of detections) COCOeval on the results file; returns the COCOeval."""
+        """Run (once per set of detections) COCOeval on the results; returns the COCOeval.
+
+        The results go to ``save_prefix + '_results.json'`` first when a prefix was given (kept
+        unless ``cleanup``); COCOeval reads them from memory (the same numbers: JSON keeps floats
+        exactly)."""
         if self._coco_eval is not None:
             return self._coco_eval
         if self._current != len(self._img_ids):
@@ -150,30 +154,25 @@ class COCODetectionMetric:
                           f"{len(self._img_ids)} validation images, incomplete results")
         if self._save_prefix is not None:
             path = os.path.abspath(os.path.expanduser(self._save_prefix) + "_results.json")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            remove = self._cleanup
-        else:
-            fd, path = tempfile.mkstemp(prefix="coco_results_", suffix=".json")
-            os.close(fd)
-            remove = True
-        try:
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(self._results, f)
-            with contextlib.redirect_stdout(io.StringIO()):
-                coco_eval = self._cocoeval(path)
-                coco_eval.evaluate()
-                coco_eval.accumulate()
-                coco_eval.summarize()
-        except OSError as e:
-            raise RuntimeError(f"COCODetectionMetric: cannot write results to {path}: {e}") from e
-        finally:
-            if remove and os.path.exists(path):
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(self._results))  # dumps: the C encoder (dump is pure Python)
+            except OSError as e:
+                raise RuntimeError(f"COCODetectionMetric: cannot write results to {path}: {e}") from e
+            if self._cleanup:
                 os.remove(path)
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_eval = self._cocoeval()
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+            coco_eval.summarize()
         self._coco_eval = coco_eval
         return coco_eval
 
-    def _cocoeval(self, path: str):
-        """A COCOeval of the backend over the ground truth and the results file."""
+    def _cocoeval(self):
+        """A COCOeval of the backend over the ground truth and (copies of) the results."""
+        results = [dict(r) for r in self._results]  # loadRes adds keys to what it is given
         if self._backend == "faster_coco_eval":
             from faster_coco_eval import COCO as FasterCOCO
             from faster_coco_eval import COCOeval_faster
@@ -181,11 +180,14 @@ class COCODetectionMetric:
             gt = FasterCOCO()
             gt.dataset = self._coco.dataset
             gt.createIndex()
-            dets = gt.loadRes(path) if self._results else self._empty_results(FasterCOCO)
+            dets = gt.loadRes(results) if results else self._empty_results(FasterCOCO)
             return COCOeval_faster(gt, dets, "bbox", print_function=print)
+        from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
 
-        return COCOeval(self._coco, self._load_results(path), "bbox")
+        # loadRes fails on an empty list: an empty result set over the same images and classes
+        dets = self._coco.loadRes(results) if results else self._empty_results(COCO)
+        return COCOeval(self._coco, dets, "bbox")
 
     def _empty_results(self, coco_cls):
         dets = coco_cls()
@@ -193,14 +195,6 @@ class COCODetectionMetric:
                         "categories": list(self._coco.dataset["categories"]), "annotations": []}
         dets.createIndex()
         return dets
-
-    def _load_results(self, path: str):
-        if self._results:
-            return self._coco.loadRes(path)
-        # loadRes fails on an empty list: an empty result set over the same images and classes
-        from pycocotools.coco import COCO
-
-        return self._empty_results(COCO)
 
     def get_stats(self) -> np.ndarray:
         """The 12 unrounded ``COCOeval.stats`` (float64): AP, AP50, AP75, APs, APm, APl, AR1,
