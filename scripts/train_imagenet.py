@@ -29,6 +29,7 @@ from gluon_bof.data.classification import ImageFolderDataset, prepare_synthetic_
 from gluon_bof.engine import amp_settings  # noqa: E402
 from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
 from gluon_bof.nn.classification import DISTILL_MODES, INIT_MODES, SMOOTHING_MODES, init_weights  # noqa: E402
+from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
 from gluon_bof.utils.cli import parse_ints  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
@@ -87,6 +88,8 @@ def parse_args(argv=None):
     a("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
       help="autocast dtype on CUDA (float16 with loss scaling)")
     a("--accumulate", type=int, default=1, help="micro-batches per update (the batch splits into N)")
+    a("--grad-checkpoint", action="store_true",
+      help="recompute the ResNet stages' activations in backward (less memory, one more forward)")
     a("--resume", default="", help="checkpoint (.pth) to continue from, exactly where it stopped")
     a("--save-dir", default="params", help="folder of checkpoints and logs")
     a("--save-prefix", default="", help="file name prefix inside --save-dir")
@@ -118,6 +121,11 @@ def build_model(args, num_classes: int):
             raise SystemExit(f"--last-gamma: {name} has no residual blocks with a last BatchNorm")
         kwargs["last_gamma"] = True
     net = model_zoo.get_model(name, **kwargs)
+    if args.grad_checkpoint:
+        try:
+            set_grad_checkpointing(net)
+        except ValueError as e:
+            raise SystemExit(f"--grad-checkpoint: {e}") from e
     if args.use_pretrained:  # GluonCV's ImageNet weights; a head of another size keeps its init
         pretrained = model_zoo.get_model(name, **{**kwargs, "classes": 1000}, pretrained=True).state_dict()
         own = net.state_dict()

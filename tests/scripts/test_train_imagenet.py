@@ -129,3 +129,17 @@ def test_hand_over_to_faster_rcnn_backbone(tmp_path):
     assert torch.equal(ours["top_features.0.2.conv3.weight"], state["layer4.2.conv3.weight"])
     with pytest.raises(ValueError, match="holds a 'resnet50_v1b' model.*'resnet101_v1d'"):
         get_model("faster_rcnn_resnet101_v1d_custom", classes=["a"], pretrained_base=ckpt)
+
+
+def test_grad_checkpoint_trains_the_same_weights(tiny_folder, tmp_path):
+    args = ["--model", "resnet18_v1b", "--last-gamma", "--input-size", "32", "--batch-size", "8", "-j", "0",
+            "--num-epochs", "1", "--max-epoch-iters", "2", "--log-interval", "0", "--data-dir", tiny_folder]
+    train_imagenet.main(args + ["--save-dir", str(tmp_path / "plain")])
+    train_imagenet.main(args + ["--save-dir", str(tmp_path / "ckpt"), "--grad-checkpoint"])
+    plain = load_checkpoint(str(tmp_path / "plain" / "imagenet_resnet18_v1b_last.pth"))["model"]
+    ckpt = load_checkpoint(str(tmp_path / "ckpt" / "imagenet_resnet18_v1b_last.pth"))["model"]
+    assert plain.keys() == ckpt.keys()
+    for k in plain:  # parameters and BatchNorm statistics (updated once per step, not twice)
+        torch.testing.assert_close(ckpt[k], plain[k], rtol=1e-5, atol=1e-6, msg=k)
+    with pytest.raises(SystemExit, match="grad-checkpoint"):  # no ResNet stages in MobileNet
+        _run(tiny_folder, str(tmp_path / "m"), "--grad-checkpoint")
