@@ -234,3 +234,23 @@ def test_legacy_plus_one_reproduces_gluoncv(tmp_path, mode):
     exact = COCODetectionMetric(ds, data_shape=(320, 256) if mode == "shape" else None)
     exact.update(boxes, fx["pred_labels"], fx["pred_scores"])
     assert exact.get()[1][1:] != values[1:]  # the +1 makes a difference on these boxes
+
+
+def test_post_affine_and_use_time_as_gluoncv(dataset, tmp_path):
+    # image 1 is 64x48; an input of 32x32 mapped back by x' = 2x + 1, y' = 1.5y - 2
+    calls = []
+
+    def affine(w, h, in_w, in_h):
+        calls.append((w, h, in_w, in_h))
+        return np.array([[2.0, 0.0, 1.0], [0.0, 1.5, -2.0]])
+
+    metric = COCODetectionMetric(dataset, save_prefix=str(tmp_path / "out" / "run"), use_time=True, cleanup=False,
+                                 data_shape=(32, 32), post_affine=affine)
+    metric.update(*_batch([[[2, 4, 10, 12, 0, 0.9]], [], []]))
+    assert calls == [(64, 48, 32, 32), (80, 60, 32, 32), (50, 40, 32, 32)]  # per image, as GluonCV
+    assert metric.results[0]["bbox"] == pytest.approx([5, 4, 16, 12])  # (5, 4)-(21, 16) as xywh
+    metric.get_stats()
+    written = [p.name for p in (tmp_path / "out").iterdir()]
+    assert len(written) == 1 and written[0].startswith("run_20") and written[0].endswith(".json")
+    with pytest.raises(ValueError, match="post_affine needs data_shape"):
+        COCODetectionMetric(dataset, post_affine=affine)

@@ -25,11 +25,12 @@ Differences, on purpose:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 import os
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -48,10 +49,15 @@ class COCODetectionMetric:
             ``classes`` and ``image_size(idx) -> (width, height)``. Use ``skip_empty=False`` so
             every image of the JSON is scored, as GluonCV does.
         save_prefix: results are also written to ``save_prefix + '_results.json'``; None: not written.
+        use_time: GluonCV's option: ``save_prefix`` + a ``_%Y_%m_%d_%H_%M_%S`` timestamp + ``.json``
+            instead (GluonCV's default is True; ours False).
         cleanup: delete that results file once evaluated.
         score_thresh: detections scoring below this are discarded.
         data_shape: ``(height, width)`` of the network input when boxes are in input pixels and
             must be scaled back to each original image; None: boxes are already in image pixels.
+        post_affine: GluonCV's option (CenterNet): ``post_affine(W, H, width, height)`` returns the
+            2x3 affine matrix that maps input-pixel corners to the original image, used instead of
+            the ``data_shape`` scaling (which it requires).
         legacy_plus_one: GluonCV's ``w = x2 - x1 + 1`` conversion instead of ``w = x2 - x1``.
         backend: 'pycocotools' (the reference) or 'faster_coco_eval' (its C++ ``COCOeval_faster``,
             several times faster on large sets; tests/utils/test_coco_metric.py checks that it gives
@@ -60,9 +66,10 @@ class COCODetectionMetric:
 
     name = "COCOMeanAP"
 
-    def __init__(self, dataset, save_prefix: Optional[str] = None, cleanup: bool = True,
+    def __init__(self, dataset, save_prefix: Optional[str] = None, use_time: bool = False, cleanup: bool = True,
                  score_thresh: float = 0.05, data_shape: Optional[Sequence[int]] = None,
-                 legacy_plus_one: bool = False, backend: str = "pycocotools"):
+                 post_affine: Optional[Callable] = None, *, legacy_plus_one: bool = False,
+                 backend: str = "pycocotools"):
         if data_shape is not None and not data_shape:
             data_shape = None
         if data_shape is not None:
@@ -79,6 +86,10 @@ class COCODetectionMetric:
         self._cleanup = cleanup
         self._score_thresh = float(score_thresh)
         self._data_shape = data_shape
+        if post_affine is not None and data_shape is None:
+            raise ValueError("COCODetectionMetric: post_affine needs data_shape")
+        self._post_affine = post_affine
+        self._use_time = use_time
         self._plus_one = 1.0 if legacy_plus_one else 0.0
         if backend not in ("pycocotools", "faster_coco_eval"):
             raise ValueError(f"COCODetectionMetric: backend must be 'pycocotools' or 'faster_coco_eval', "
@@ -130,8 +141,14 @@ class COCODetectionMetric:
         boxes, labels, scores = boxes[keep], labels[keep].astype(np.int64), scores[keep]
         if self._data_shape is not None:
             width, height = self.dataset.image_size(idx)
-            scale = [width / self._data_shape[1], height / self._data_shape[0]]
-            boxes = boxes * np.array(scale * 2)
+            if self._post_affine is not None:  # corners through the 2x3 matrix: [x, y, 1] @ M^T
+                mat = np.asarray(self._post_affine(width, height, self._data_shape[1], self._data_shape[0]),
+                                 np.float64).reshape(2, 3)
+                corners = boxes.reshape(-1, 2)
+                boxes = (corners @ mat[:, :2].T + mat[:, 2]).reshape(-1, 4)
+            else:
+                scale = [width / self._data_shape[1], height / self._data_shape[0]]
+                boxes = boxes * np.array(scale * 2)
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2] + self._plus_one], axis=1)
         img_id = self._img_ids[idx]
         for box, label, score in zip(xywh.tolist(), labels.tolist(), scores.tolist()):
@@ -153,7 +170,9 @@ class COCODetectionMetric:
             warnings.warn(f"COCODetectionMetric: recorded {self._current} out of "
                           f"{len(self._img_ids)} validation images, incomplete results")
         if self._save_prefix is not None:
-            path = os.path.abspath(os.path.expanduser(self._save_prefix) + "_results.json")
+            suffix = (datetime.datetime.now().strftime("_%Y_%m_%d_%H_%M_%S") if self._use_time
+                      else "_results") + ".json"
+            path = os.path.abspath(os.path.expanduser(self._save_prefix) + suffix)
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "w", encoding="utf-8") as f:
