@@ -1,14 +1,15 @@
 """What the evaluation scripts share: pick the device, load the network (a checkpoint or a zoo
-name), evaluate it at several input sizes and print/write one table."""
+name), run it on images, evaluate it at several input sizes and print/write one table."""
 import json
 import os
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from .engine import evaluate
 
-__all__ = ["resolve_device", "load_eval_model", "make_metric", "add_eval_metric_args", "eval_metric_factory", "table_columns", "format_table", "evaluate_at_sizes"]
+__all__ = ["resolve_device", "load_eval_model", "detect_images", "make_metric", "add_eval_metric_args", "eval_metric_factory", "table_columns", "format_table", "evaluate_at_sizes"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -34,6 +35,32 @@ def load_eval_model(*, checkpoint: Optional[str] = None, model: Optional[str] = 
     if list(net.classes) != list(classes):
         raise SystemExit(f"the model's classes {list(net.classes)} differ from the dataset's {list(classes)}")
     return net.to(device).eval(), name
+
+
+@torch.no_grad()
+def detect_images(net, images: Sequence[np.ndarray], *, data_shape: int, batch_size: int = 16,
+                  device="cpu") -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Runs a YOLOv3-style ``net`` (eval mode, the ``ids, scores, bboxes = net(x)`` contract) on
+    HxWx3 uint8 RGB images, each resized to ``data_shape`` square by ``YOLO3DefaultValTransform``,
+    in batches. Returns per image ``(ids [K], scores [K], boxes [K, 4])``: the valid rows
+    (id >= 0), boxes scaled back to that image's pixels and clipped to it."""
+    from .data.transforms.presets.yolo import YOLO3DefaultValTransform
+
+    transform = YOLO3DefaultValTransform(data_shape, data_shape)
+    empty = np.zeros((0, 6), np.float32)
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        x = torch.stack([transform(img, empty)[0] for img in chunk]).to(device)
+        ids, scores, bboxes = (t.float().cpu().numpy() for t in net(x))
+        for i, img in enumerate(chunk):
+            h, w = img.shape[:2]
+            keep = ids[i, :, 0] >= 0
+            boxes = bboxes[i, keep].copy()
+            boxes[:, 0::2] = np.clip(boxes[:, 0::2] * w / data_shape, 0, w)
+            boxes[:, 1::2] = np.clip(boxes[:, 1::2] * h / data_shape, 0, h)
+            out.append((ids[i, keep, 0].astype(np.int64), scores[i, keep, 0], boxes))
+    return out
 
 
 def make_metric(name: str, dataset, *, data_shape: Optional[Sequence[int]] = None, legacy_plus_one: bool = False,

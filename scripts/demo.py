@@ -15,12 +15,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 
 from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.data.base import read_image  # noqa: E402
-from gluon_bof.data.transforms.presets.yolo import YOLO3DefaultValTransform  # noqa: E402
+from gluon_bof.evaluation import detect_images  # noqa: E402
 from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
 from gluon_bof.utils.viz import plot_bbox, save_figure  # noqa: E402
 
@@ -38,18 +37,6 @@ def parse_args(argv=None):
     p.add_argument("--out", default="", help="one PNG grid of all images")
     p.add_argument("--out-dir", default="", help="one PNG per image")
     return p.parse_args(argv)
-
-
-@torch.no_grad()
-def detect(net, img, shape):
-    """Detections of ``net`` on an HxWx3 uint8 RGB image, boxes in the image's own pixels."""
-    h, w = img.shape[:2]
-    x, _ = YOLO3DefaultValTransform(shape, shape)(img, torch.zeros((0, 6)).numpy())
-    ids, scores, bboxes = net(x[None])
-    bboxes = bboxes[0].clone()
-    bboxes[:, 0::2] = (bboxes[:, 0::2] * w / shape).clamp(0, w)
-    bboxes[:, 1::2] = (bboxes[:, 1::2] * h / shape).clamp(0, h)
-    return ids[0], scores[0], bboxes
 
 
 def main(argv=None):
@@ -71,7 +58,7 @@ def main(argv=None):
     grid = plt.figure(figsize=(5 * cols, 5 * rows)) if args.out else None
     for i, path in enumerate(paths):
         img = read_image(path)
-        ids, scores, bboxes = detect(net, img, shape)
+        ids, scores, bboxes = detect_images(net, [img], data_shape=shape)[0]
         if grid is not None:
             plot_bbox(img, bboxes, scores, ids, thresh=args.thresh, class_names=net.classes,
                       ax=grid.add_subplot(rows, cols, i + 1))

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.data.base import read_image  # noqa: E402
-from gluon_bof.evaluation import resolve_device  # noqa: E402
+from gluon_bof.evaluation import detect_images, resolve_device  # noqa: E402
 from gluon_bof.utils import elephant  # noqa: E402
 from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
 
@@ -108,8 +108,8 @@ def run_model(spec, scenes, frames, patch_name, args, device):
     net.to(device)
     parts, frame_dets = [], []
     for scene, fr in zip(scenes, frames):
-        dets = elephant.detect(net, [scene] + fr["images"], data_shape=shape, batch_size=args.batch_size,
-                               device=device)
+        dets = detect_images(net, [scene] + fr["images"], data_shape=shape, batch_size=args.batch_size,
+                             device=device)
         parts.append(elephant.elephant_stats(dets[0], dets[1:], fr["boxes"], patch_class=classes.index(patch_name),
                                              thresh=args.thresh, iou=args.iou, max_cover=args.max_cover,
                                              sizes=fr["sizes"]))

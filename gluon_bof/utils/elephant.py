@@ -23,11 +23,10 @@ from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-import torch
 
 from ..data.transforms.bbox import bbox_iou
 
-__all__ = ["load_patch", "resize_patch", "patch_positions", "paste", "make_frames", "detect",
+__all__ = ["load_patch", "resize_patch", "patch_positions", "paste", "make_frames",
            "elephant_stats", "merge_stats", "contact_sheet", "save_gif"]
 
 Detections = Tuple[np.ndarray, np.ndarray, np.ndarray]  # ids [K], scores [K], boxes [K, 4]
@@ -106,32 +105,6 @@ def make_frames(scene: np.ndarray, rgb: np.ndarray, alpha: Optional[np.ndarray] 
             positions.append((x0, y0))
     return dict(images=images, boxes=np.array(boxes, np.float32).reshape(-1, 4),
                 sizes=np.array(frame_sizes), positions=np.array(positions).reshape(-1, 2))
-
-
-@torch.no_grad()
-def detect(net, images: Sequence[np.ndarray], *, data_shape: int, batch_size: int = 16,
-           device="cpu") -> List[Detections]:
-    """Runs ``net`` (eval mode, the ``ids, scores, bboxes = net(x)`` contract) on HxWx3 uint8 RGB
-    images, each resized to ``data_shape`` square by ``YOLO3DefaultValTransform``, in batches of
-    images of equal size. Returns per image ``(ids [K], scores [K], boxes [K, 4])``: the valid
-    rows (id >= 0), boxes scaled back to that image's pixels."""
-    from ..data.transforms.presets.yolo import YOLO3DefaultValTransform
-
-    transform = YOLO3DefaultValTransform(data_shape, data_shape)
-    empty = np.zeros((0, 6), np.float32)
-    out: List[Detections] = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        x = torch.stack([transform(img, empty)[0] for img in chunk]).to(device)
-        ids, scores, bboxes = (t.detach().float().cpu().numpy() for t in net(x))
-        for i, img in enumerate(chunk):
-            h, w = img.shape[:2]
-            keep = ids[i, :, 0] >= 0
-            boxes = bboxes[i, keep].copy()
-            boxes[:, 0::2] = np.clip(boxes[:, 0::2] * w / data_shape, 0, w)
-            boxes[:, 1::2] = np.clip(boxes[:, 1::2] * h / data_shape, 0, h)
-            out.append((ids[i, keep, 0].astype(np.int64), scores[i, keep, 0], boxes))
-    return out
 
 
 def _matches(dets: Detections, cls: int, box: np.ndarray, thresh: float, iou: float) -> bool:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from gluon_bof.data.synthetic import render_image
+from gluon_bof.evaluation import detect_images
 from gluon_bof.utils import elephant
 
 ORANGE = (255, 128, 0)
@@ -73,7 +74,7 @@ def test_hand_counted_recall_and_disappearing_objects(scene_and_patch):
     assert alpha is not None and tuple(rgb[20, 20]) == ORANGE  # RGB order, alpha kept
     frames = elephant.make_frames(scene, rgb, alpha, sizes=[0.25], grid=4)
     assert [tuple(p) for p in frames["positions"]] == [(x, y) for y in (0, 32, 64, 96) for x in (0, 32, 64, 96)]
-    dets = elephant.detect(StubDetector(), [scene] + frames["images"], data_shape=128, batch_size=5)
+    dets = detect_images(StubDetector(), [scene] + frames["images"], data_shape=128, batch_size=5)
     assert sorted(dets[0][0].tolist()) == [0, 1, 2]  # the clean scene: no orange pixel, 3 objects
     stats = elephant.elephant_stats(dets[0], dets[1:], frames["boxes"], patch_class=3, thresh=0.5, iou=0.5,
                                     max_cover=0.25, sizes=frames["sizes"])
