@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .engine import evaluate
+from .utils.metrics.coco_detection import SUMMARY_NAMES
 
 __all__ = ["resolve_device", "load_eval_model", "detect_images", "make_metric", "add_eval_metric_args", "eval_metric_factory", "table_columns", "format_table", "evaluate_at_sizes"]
 
@@ -110,7 +111,7 @@ def eval_metric_factory(metric: Optional[str], dataset: str, val_set, *, save_di
     return name, build
 
 
-COCO_COLUMNS = ("mAP", "AP50", "AP75", "APs", "APm", "APl")
+COCO_COLUMNS = SUMMARY_NAMES[:6]  # mAP (AP@[.5:.95]), AP50, AP75, APs, APm, APl
 
 
 def table_columns(metric_name: str):
@@ -160,7 +161,7 @@ def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, devi
         for n, v in zip(names, values):
             print(f"  {n:>16s}: {v:.4f}")
         if save_dir:
-            classes = [n for n in names if n not in (*COCO_COLUMNS, "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")]
+            classes = [n for n in names if n not in SUMMARY_NAMES]
             plot_ap(classes + ["mAP"], [results[key][n] for n in classes + ["mAP"]],
                     os.path.join(save_dir, f"per_class_ap_{key}.png"), title=f"{name} @ {key}: {metric_name} AP")
     print(f"\n{name} ({metric_name}, {num_images} images)")

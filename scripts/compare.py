@@ -18,10 +18,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gluon_bof.evaluation import COCO_COLUMNS  # noqa: E402
+from gluon_bof.utils.metrics.coco_detection import SUMMARY_NAMES  # noqa: E402
 from gluon_bof.utils.viz import plot_ap_delta  # noqa: E402
 
-SUMMARY = (*COCO_COLUMNS, "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
 def load_results(path: str) -> dict:
@@ -52,8 +51,8 @@ def compare(a: dict, b: dict):
     """``(rows, per-category names, per-category deltas)``; ``rows`` are ``(name, a, b, b - a)``
     for the summary metrics first, then the categories both runs have, in A's order."""
     names = [n for n in a if n in b]
-    summary = [n for n in SUMMARY if n in names]
-    categories = [n for n in names if n not in SUMMARY]
+    summary = [n for n in SUMMARY_NAMES if n in names]  # VOC: mAP; COCO: mAP, AP50 ... ARl
+    categories = [n for n in names if n not in SUMMARY_NAMES]
     rows = [(n, float(a[n]), float(b[n]), float(b[n]) - float(a[n])) for n in summary + categories]
     return rows, categories, [float(b[n]) - float(a[n]) for n in categories]
 

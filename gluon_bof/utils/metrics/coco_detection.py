@@ -36,9 +36,11 @@ import numpy as np
 
 from ._voc_utils import labels_2d, split_batches, to_numpy
 
-__all__ = ["COCODetectionMetric", "STAT_NAMES"]
+__all__ = ["COCODetectionMetric", "STAT_NAMES", "SUMMARY_NAMES"]
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+# the non-class entries of get(unrounded=True): AP@[.5:.95] is called mAP there (the score)
+SUMMARY_NAMES = ("mAP", *STAT_NAMES[1:])
 
 
 class COCODetectionMetric:
@@ -230,7 +232,7 @@ class COCODetectionMetric:
         coco_eval = self._evaluate()
         if unrounded:
             precision = coco_eval.eval["precision"][:, :, :, 0, 2]
-            names = list(self.dataset.classes) + list(STAT_NAMES[1:]) + ["mAP"]
+            names = list(self.dataset.classes) + list(SUMMARY_NAMES[1:]) + ["mAP"]
             per_class = [_mean_valid(precision[:, :, k]) for k in range(len(self.dataset.classes))]
             stats = [float(x) for x in coco_eval.stats]
             return names, per_class + stats[1:] + stats[:1]
