@@ -22,7 +22,6 @@ from gluon_bof.utils.metrics.coco_detection import SUMMARY_NAMES  # noqa: E402
 from gluon_bof.utils.viz import plot_ap_delta  # noqa: E402
 
 
-
 def load_results(path: str) -> dict:
     """``{key: {name: value}}`` from an eval.json or a training history JSON (key 'last')."""
     try:

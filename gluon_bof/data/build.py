@@ -5,7 +5,6 @@ Turns a dataset name and root into train/val datasets, and datasets into loaders
 batches of padded images, mixup, the R-CNN presets). Library code: takes keyword arguments, never
 an argparse namespace.
 """
-import logging
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -22,8 +21,6 @@ from .sampler import AspectRatioBatchSampler, aspect_ratio_groups
 
 __all__ = ["build_datasets", "zoo_name", "MixupSettings", "yolo3_train_loader", "yolo3_val_loader", "set_mixup",
            "mixup_switch", "faster_rcnn_train_loader", "faster_rcnn_val_loader"]
-
-logger = logging.getLogger(__name__)
 
 
 def _voc_splits(root: str, train: bool):
@@ -47,12 +44,9 @@ def build_datasets(dataset: str, root: Optional[str], num_samples: int = -1, tra
     if root is None:
         if dataset != "voc":
             raise ValueError("the built-in data is in the VOC layout: use --dataset voc or give --data-root")
-        root = default_data_root()
-        if not os.path.isfile(os.path.join(root, "classes.txt")):
-            from .synthetic import generate
+        from .synthetic import ensure_generated
 
-            logger.info("generating the built-in dataset under %s", root)
-            generate(root)
+        root = ensure_generated(default_data_root())
     if dataset == "voc":
         train_set = VOCDetection(root, splits=_voc_splits(root, True)) if train else None
         val_set = VOCDetection(root, splits=_voc_splits(root, False))

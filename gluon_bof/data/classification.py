@@ -165,9 +165,9 @@ def prepare_synthetic_classification(out: Optional[str] = None, detection_root: 
     out = out or os.path.join(detection_root, "classification")
     if os.path.isfile(os.path.join(out, "classes.txt")):
         return out
-    if not os.path.isfile(os.path.join(detection_root, "classes.txt")):
-        from .synthetic import generate
-        generate(detection_root)
+    from .synthetic import ensure_generated
+
+    ensure_generated(detection_root)
     tmp = f"{out}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     for split, voc_split in (("train", "trainval"), ("val", "test")):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import math
 import os
 import time
@@ -33,7 +34,7 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
-__all__ = ["CLASSES", "generate", "render_image", "save_preview"]
+__all__ = ["CLASSES", "generate", "ensure_generated", "render_image", "save_preview"]
 
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
@@ -249,8 +250,6 @@ def generate(out: str, num_trainval: int = 1000, num_test: int = 250, seed: int 
     voc = os.path.join(out, "VOC2007")
     for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
         os.makedirs(os.path.join(voc, sub), exist_ok=True)
-    with open(os.path.join(out, "classes.txt"), "w") as f:
-        f.write("\n".join(CLASSES) + "\n")
     start = 0
     for split_idx, (split, num) in enumerate((("trainval", num_trainval), ("test", num_test))):
         ids = [f"{start + i:06d}" for i in range(num)]
@@ -263,7 +262,18 @@ def generate(out: str, num_trainval: int = 1000, num_test: int = 250, seed: int 
         with open(os.path.join(voc, "ImageSets", "Main", split + ".txt"), "w") as f:
             f.write("".join(i + "\n" for i in ids))
         start += num
+    with open(os.path.join(out, "classes.txt"), "w") as f:  # last: it marks a complete dataset
+        f.write("\n".join(CLASSES) + "\n")
     return out
+
+
+def ensure_generated(root: str) -> str:
+    """Generates the dataset (defaults) under ``root`` unless a complete one is there (its
+    ``classes.txt``, written last); returns ``root``."""
+    if not os.path.isfile(os.path.join(root, "classes.txt")):
+        logging.getLogger(__name__).info("generating the built-in dataset under %s", root)
+        generate(root)
+    return root
 
 
 def save_preview(root: str, file: str, num: int = 8, split: str = "trainval", cols: int = 4) -> str:
