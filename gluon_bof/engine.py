@@ -96,8 +96,10 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
     training mode sees the micro-batch). Under DDP the gradient all-reduce runs with the last
     micro-batch only (``no_sync``). The batch must divide by N.
 
-    ``lr_scheduler.step()`` is called before every update (the learning rate is a function of the
-    global iteration). ``on_step(epoch_iter)`` runs after every update; the loop ends early when it
+    The optimizer updates with the learning rate the schedule has set for it, and
+    ``lr_scheduler.step()`` after every update sets the next one's (the n-th update uses
+    ``lr_at(n)``, as GluonCV's ``Trainer``; see :class:`~gluon_bof.utils.lr_scheduler.LRScheduler`).
+    ``on_step(epoch_iter)`` runs after every update; the loop ends early when it
     returns True or when ``stop`` was requested (on any process: all stop after the same update,
     and ``stop.requested`` is then set on every process). Returns the epoch's mean losses plus ``lr``,
     ``images_per_sec`` and ``epoch_iter`` (batches = updates done, for checkpoints) and ``stopped``.
@@ -117,7 +119,6 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
         if batch[0].shape[0] % accumulate:
             raise ValueError(f"engine.py: a batch of {batch[0].shape[0]} images does not split into "
                              f"{accumulate} equal micro-batches (--accumulate)")
-        lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         values = {}
         for m, micro in enumerate(zip(*(t.chunk(accumulate) for t in batch))):
@@ -141,13 +142,14 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
             scaler.update()
         else:
             optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this update used
+        lr_scheduler.step()
         it += 1
         n = batch[0].shape[0]
         meter.update(values, n)
         window.update(values, n)
         window_images += n
         epoch_images += n
-        lr = optimizer.param_groups[0]["lr"]
         bar.set_postfix(loss=f"{sum(values.values()):.3f}", lr=f"{lr:.2e}", size=images.shape[-1], refresh=False)
         if log_interval and it % log_interval == 0 and is_main_process():
             speed = window_images / max(time.time() - window_start, 1e-9)
@@ -162,7 +164,9 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
             break
     bar.close()
     result = meter.mean()
-    result.update(lr=optimizer.param_groups[0]["lr"], epoch_iter=it, stopped=stopped,
+    if it == start_iter:  # no update in this call: the rate the next one will use
+        lr = optimizer.param_groups[0]["lr"]
+    result.update(lr=lr, epoch_iter=it, stopped=stopped,
                   images_per_sec=epoch_images / max(time.time() - epoch_start, 1e-9))
     return result
 

@@ -25,15 +25,47 @@ from .utils.distributed import barrier, is_main_process
 from .utils.lr_scheduler import plot_lr_schedule
 from .utils.viz import plot_history
 
-__all__ = ["fit", "restore", "start_run", "decay_epochs", "build_optimizer_and_schedule",
+__all__ = ["fit", "restore", "training_semantics", "start_run", "decay_epochs", "build_optimizer_and_schedule",
            "wrap_distributed"]
 
 logger = logging.getLogger(__name__)
 
 
+def training_semantics(model, optimizer) -> dict:
+    """How ``model`` and ``optimizer`` train, recorded in every checkpoint: ``sgd_rule`` ('mxnet':
+    :class:`~gluon_bof.utils.optim.MXNetSGD`, lr inside the momentum buffer; 'torch':
+    ``torch.optim.SGD``), ``bn_running_var`` ('biased' as MXNet, 'unbiased' as torch; 'none'
+    when nothing updates BatchNorm statistics) and ``lr_indexing`` (the n-th update uses
+    ``lr_at(n)`` set before it, the schedule's ``first_update`` offset included)."""
+    from .utils.optim import MXNetSGD
+
+    rules = {bool(m.biased_running_var) for m in model.modules() if hasattr(m, "biased_running_var")}
+    plain = any(type(m) in (torch.nn.BatchNorm2d, torch.nn.SyncBatchNorm) for m in model.modules())
+    if plain:
+        rules.add(False)
+    bn = "none" if not rules else "mixed" if len(rules) > 1 else "biased" if rules.pop() else "unbiased"
+    return {"sgd_rule": "mxnet" if isinstance(optimizer, MXNetSGD) else "torch", "bn_running_var": bn,
+            "lr_indexing": "after-update"}
+
+
 def restore(path: str, model, optimizer=None, lr_scheduler=None, scaler=None) -> dict:
-    """Loads a checkpoint into the given objects; returns it (``epoch``, ``epoch_iter``, ``best_map``)."""
+    """Loads a checkpoint into the given objects; returns it (``epoch``, ``epoch_iter``, ``best_map``).
+
+    With an ``optimizer``, the checkpoint's recorded training semantics (``training_semantics``)
+    must match the run's: a momentum buffer of one SGD rule means something else to the other, so
+    a mismatch is an error naming the flag to change. Checkpoints from before the record trained
+    with torch's SGD rule, torch's running variance and the lr one update ahead."""
     state = load_checkpoint(path)
+    if optimizer is not None:
+        saved = state.get("semantics") or {"sgd_rule": "torch", "bn_running_var": "unbiased",
+                                            "lr_indexing": "before-update"}
+        now = training_semantics(model, optimizer)
+        if saved.get("sgd_rule") != now["sgd_rule"]:
+            raise ValueError(f"checkpoint {path!r} was trained with the {saved.get('sgd_rule')} SGD rule, "
+                             f"this run uses {now['sgd_rule']}: resume with --sgd-rule {saved.get('sgd_rule')}")
+        if saved.get("lr_indexing") != now["lr_indexing"]:
+            logger.warning("checkpoint %s was written when the lr ran one update ahead; resuming with "
+                           "each update's own lr", path)
     net = model.module if hasattr(model, "module") else model
     net.load_state_dict(state["model"])
     for obj, key in ((optimizer, "optimizer"), (lr_scheduler, "lr_scheduler"), (scaler, "scaler")):
@@ -79,9 +111,13 @@ def decay_epochs(epochs: int, lr_decay_epoch: Sequence[int], lr_decay_period: in
 def build_optimizer_and_schedule(model: torch.nn.Module, *, lr: float, momentum: float, wd: float,
                                  no_wd: bool, iters_per_epoch: int, max_epoch_iters: int = 0,
                                  first_update: int = 1, batch_size: Optional[int] = None,
-                                 lr_base_batch: Optional[int] = None, nesterov: bool = False, **schedule):
+                                 lr_base_batch: Optional[int] = None, nesterov: bool = False,
+                                 sgd_rule: str = "mxnet", **schedule):
     """SGD over the trainable parameters (``--no-wd``: no decay on biases and norm layers) and its
     per-iteration :class:`~gluon_bof.utils.lr_scheduler.LRScheduler`.
+
+    ``sgd_rule`` 'mxnet' (default): :class:`~gluon_bof.utils.optim.MXNetSGD`, MXNet's SGD/NAG
+    updates as GluonCV trained; 'torch': ``torch.optim.SGD`` (see ``optim.build_sgd``).
 
     ``lr`` is the learning rate for ``lr_base_batch`` images; the schedule's base learning rate is
     ``lr * batch_size / lr_base_batch`` (the linear scaling rule, logged when ``batch_size`` is
@@ -92,7 +128,7 @@ def build_optimizer_and_schedule(model: torch.nn.Module, *, lr: float, momentum:
     ``step_epochs``, ``step_factor``, warmup ...). Returns ``(optimizer, lr_scheduler)``.
     """
     from .utils.lr_scheduler import LRScheduler
-    from .utils.optim import linear_scaled_lr, param_groups
+    from .utils.optim import build_sgd, linear_scaled_lr, param_groups
 
     if batch_size is not None:
         base = lr_base_batch or batch_size
@@ -100,8 +136,8 @@ def build_optimizer_and_schedule(model: torch.nn.Module, *, lr: float, momentum:
         logger.info("learning rate %.6g for batch %d (--lr %.6g x batch %d / --lr-base-batch %d, linear "
                     "scaling rule)", scaled, batch_size, lr, batch_size, base)
         lr = scaled
-    optimizer = torch.optim.SGD(param_groups(model, wd, no_wd), lr=lr, momentum=momentum,
-                                nesterov=nesterov)  # nesterov: NAG (Bag of Tricks, Section 3.1)
+    optimizer = build_sgd(param_groups(model, wd, no_wd), lr=lr, momentum=momentum,
+                          nesterov=nesterov, rule=sgd_rule)  # nesterov: NAG (Bag of Tricks, Section 3.1)
     if max_epoch_iters:
         iters_per_epoch = min(iters_per_epoch, max_epoch_iters)
     lr_scheduler = LRScheduler(optimizer, base_lr=lr, iters_per_epoch=iters_per_epoch,
@@ -149,10 +185,12 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
             save_checkpoint(path, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler,
                             scaler=scaler, epoch=epoch, epoch_iter=epoch_iter, model_name=model_name,
                             model_kwargs=model_kwargs, best_map=best_map, args=args,
-                            extra={"history": history})
+                            extra={"history": history, "semantics": semantics})
 
     last = f"{save_prefix}_last.pth"
     net = model.module if hasattr(model, "module") else model
+    semantics = training_semantics(net, optimizer)
+    logger.info("training semantics: %s", semantics)
     if is_main_process() and getattr(lr_scheduler, "schedule", None):
         total = epochs * (min(len(train_sampler), max_epoch_iters) if max_epoch_iters else len(train_sampler))
         plot_lr_schedule(lr_scheduler.schedule, total, f"{save_prefix}_lr.png")

@@ -26,6 +26,7 @@ from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.engine import amp_settings  # noqa: E402
 from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
+from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
 from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
 from gluon_bof.utils.cli import add_common_train_args, parse_ints  # noqa: E402
@@ -116,9 +117,10 @@ def run(args, ctx):
         if args.use_fpn:  # GluonCV's faster_rcnn_fpn_syncbn: BN in the FPN and box head, all layers train
             model_kwargs.update(fpn_norm_layer=nn.BatchNorm2d, head_norm_layer=nn.BatchNorm2d, freeze_layers=0)
     model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs)
-    model = model.to(ctx.device)
+    model = set_running_var_rule(model.to(ctx.device), args.bn_running_var)
     if syncbn:
-        model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size)
+        model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size,
+                                            biased_running_var=args.bn_running_var == "biased")
     if args.grad_checkpoint:
         set_grad_checkpointing(model)
 
@@ -137,7 +139,7 @@ def run(args, ctx):
     warmup = warmup_schedule(args.lr_warmup, args.lr_warmup_factor, args.warmup_epochs, args.warmup_lr)
     optimizer, lr_scheduler = build_optimizer_and_schedule(
         model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, iters_per_epoch=len(sampler),
-        batch_size=args.batch_size, lr_base_batch=args.lr_base_batch,
+        batch_size=args.batch_size, lr_base_batch=args.lr_base_batch, sgd_rule=args.sgd_rule,
         max_epoch_iters=args.max_epoch_iters, first_update=0, mode=args.lr_mode, epochs=args.epochs,
         step_factor=args.lr_decay, power=2.0, **warmup,
         step_epochs=decay_epochs(args.epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))

@@ -30,8 +30,9 @@ from gluon_bof.engine import amp_settings  # noqa: E402
 from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
 from gluon_bof.nn.classification import DISTILL_MODES, INIT_MODES, SMOOTHING_MODES, init_weights  # noqa: E402
 from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
+from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
-from gluon_bof.utils.cli import parse_ints  # noqa: E402
+from gluon_bof.utils.cli import add_semantics_args, parse_ints  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
 
 logger = logging.getLogger("train_imagenet")
@@ -100,6 +101,7 @@ def parse_args(argv=None):
     a("--logging-file", default=None, help="log file (default: <save prefix>_train.log)")
     a("--seed", type=int, default=233)
     a("--max-epoch-iters", type=int, default=0, help="cap batches per epoch (quick runs; 0: no cap)")
+    add_semantics_args(p)
     return p.parse_args(argv)
 
 
@@ -120,7 +122,7 @@ def build_model(args, num_classes: int):
         if not name.startswith("resnet"):
             raise SystemExit(f"--last-gamma: {name} has no residual blocks with a last BatchNorm")
         kwargs["last_gamma"] = True
-    net = model_zoo.get_model(name, **kwargs)
+    net = set_running_var_rule(model_zoo.get_model(name, **kwargs), args.bn_running_var)
     if args.grad_checkpoint:
         try:
             set_grad_checkpointing(net)
@@ -167,6 +169,7 @@ def run(args, ctx):
 
     optimizer, lr_scheduler = build_optimizer_and_schedule(
         model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, nesterov=not args.no_nag,
+        sgd_rule=args.sgd_rule,
         iters_per_epoch=len(sampler), max_epoch_iters=args.max_epoch_iters, batch_size=args.batch_size,
         lr_base_batch=args.lr_base_batch, mode=args.lr_mode, epochs=args.num_epochs,
         warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, step_factor=args.lr_decay, power=2.0,

@@ -20,6 +20,7 @@ from gluon_bof.data import build  # noqa: E402
 from gluon_bof.data.loader import random_shape_sizes  # noqa: E402
 from gluon_bof.engine import amp_settings  # noqa: E402
 from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
+from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
 from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
 from gluon_bof.utils.cli import add_common_train_args, parse_ints  # noqa: E402
@@ -75,8 +76,10 @@ def run(args, ctx):
     model_kwargs.update(label_smooth=args.label_smooth, label_smooth_eps=args.label_smooth_eps,
                         label_smooth_mode=args.label_smooth_mode)
     model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs).to(ctx.device)
+    model = set_running_var_rule(model, args.bn_running_var)
     if args.syncbn:
-        model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size)
+        model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size,
+                                            biased_running_var=args.bn_running_var == "biased")
     if args.grad_checkpoint:
         set_grad_checkpointing(model)
 
@@ -94,7 +97,7 @@ def run(args, ctx):
 
     optimizer, lr_scheduler = build_optimizer_and_schedule(
         model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, iters_per_epoch=len(sampler),
-        batch_size=args.batch_size, lr_base_batch=args.lr_base_batch,
+        batch_size=args.batch_size, lr_base_batch=args.lr_base_batch, sgd_rule=args.sgd_rule,
         max_epoch_iters=args.max_epoch_iters, mode=args.lr_mode, epochs=args.epochs,
         warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, step_factor=args.lr_decay, power=2.0,
         step_epochs=decay_epochs(args.epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))

@@ -1,4 +1,10 @@
-"""Normalisation helpers: a frozen BatchNorm for detection backbones, and converting a model to it.
+"""Normalisation helpers: BatchNorm with MXNet's running-variance rule, a frozen BatchNorm for
+detection backbones, and converting a model to either.
+
+MXNet (so GluonCV) updates a BatchNorm's ``running_var`` with the *biased* batch variance (divided
+by N, the values per channel); torch's ``nn.BatchNorm2d`` uses the unbiased one (divided by N - 1),
+1/(N-1) larger per update (8e-3 on 8x8 maps of one image). :class:`BatchNorm2d` follows MXNet by
+default; :func:`set_running_var_rule` switches every BatchNorm of a model to one rule.
 
 GluonCV's detectors (Faster R-CNN on ``resnet*_v1b``/``v1d``) build the backbone with
 ``use_global_stats=True`` and train none of its BatchNorm ``gamma``/``beta``: the normalisation
@@ -13,7 +19,78 @@ import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d as _TorchvisionFrozenBN
 
-__all__ = ["FrozenBatchNorm2d", "convert_frozen_bn", "freeze_bn"]
+__all__ = ["BatchNorm2d", "set_running_var_rule", "RUNNING_VAR_RULES", "FrozenBatchNorm2d",
+           "convert_frozen_bn", "freeze_bn"]
+
+RUNNING_VAR_RULES = ("biased", "unbiased")
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose training-mode ``running_var`` update uses the biased batch variance
+    (``biased_running_var=True``, MXNet's and GluonCV's rule) or torch's unbiased one.
+
+    Outputs, gradients, ``running_mean`` and the state dict are ``nn.BatchNorm2d``'s; only
+    ``running_var``'s update differs: ``(1 - momentum) * running_var + momentum * var_N`` with
+    ``var_N`` the batch variance over ``N = B * H * W`` values per channel (not ``N - 1``).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, device=None, dtype=None,
+                 *, biased_running_var: bool = True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.biased_running_var = biased_running_var
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.biased_running_var and self.training and self.track_running_stats):
+            return super().forward(x)
+        self._check_input_dim(x)
+        self.num_batches_tracked.add_(1)
+        factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
+        # batch statistics into scratch buffers (momentum 1: they become the batch's mean and
+        # unbiased variance), then MXNet's update of the real ones
+        mean = torch.zeros_like(self.running_mean)
+        var = torch.ones_like(self.running_var)
+        y = nn.functional.batch_norm(x, mean, var, self.weight, self.bias, True, 1.0, self.eps)
+        n = x.numel() // x.shape[1]
+        with torch.no_grad():
+            self.running_mean.lerp_(mean, factor)
+            self.running_var.lerp_(var * ((n - 1) / n), factor)
+        return y
+
+    @classmethod
+    def from_batchnorm(cls, bn: nn.BatchNorm2d, biased_running_var: bool = True) -> "BatchNorm2d":
+        """A :class:`BatchNorm2d` holding ``bn``'s parameters and buffers (the same tensors)."""
+        new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
+                  biased_running_var=biased_running_var)
+        new.weight, new.bias = bn.weight, bn.bias
+        new.running_mean, new.running_var = bn.running_mean, bn.running_var
+        new.num_batches_tracked = bn.num_batches_tracked
+        new.train(bn.training)
+        return new
+
+
+def set_running_var_rule(module: nn.Module, rule: str = "biased") -> nn.Module:
+    """Makes every trainable BatchNorm of ``module`` update ``running_var`` by ``rule``:
+    'biased' (MXNet/GluonCV, the training scripts' default) or 'unbiased' (torch).
+
+    Plain ``nn.BatchNorm2d`` layers become :class:`BatchNorm2d` (same parameters and buffers, in
+    place); layers that already carry a ``biased_running_var`` switch (ours, the cross-GPU
+    BatchNorm) get it set. Frozen BatchNorm has no running update and is left alone. Returns
+    ``module`` (or the new layer when ``module`` itself is a plain BatchNorm2d).
+    """
+    if rule not in RUNNING_VAR_RULES:
+        raise ValueError(f"norm.py: unknown running-variance rule {rule!r}; choose one of {RUNNING_VAR_RULES}")
+    biased = rule == "biased"
+    if hasattr(module, "biased_running_var"):
+        module.biased_running_var = biased
+        return module
+    if type(module) is nn.BatchNorm2d:
+        return BatchNorm2d.from_batchnorm(module, biased) if biased else module
+    for name, child in module.named_children():
+        new = set_running_var_rule(child, rule)
+        if new is not child:
+            setattr(module, name, new)
+    return module
 
 
 class FrozenBatchNorm2d(_TorchvisionFrozenBN):

@@ -6,7 +6,7 @@ keyword arguments for library calls; library code never receives the namespace.
 import argparse
 import os
 
-__all__ = ["add_common_train_args", "default_data_root", "parse_ints"]
+__all__ = ["add_common_train_args", "add_semantics_args", "default_data_root", "parse_ints"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -19,6 +19,23 @@ def default_data_root() -> str:
 def parse_ints(text: str):
     """"160,180" -> [160, 180]."""
     return [int(x) for x in str(text).split(",") if x.strip()]
+
+
+def add_semantics_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--sgd-rule`` and ``--bn-running-var``: GluonCV's (MXNet's) training semantics by default,
+    torch's habits on request (docs/fidelity.md)."""
+    parser.add_argument(
+        "--sgd-rule", default="mxnet", choices=["mxnet", "torch"],
+        help="momentum update rule (default: %(default)s). mxnet: as GluonCV trained, the lr inside the "
+             "momentum buffer (v = m*v - lr*g; w += v), so after an lr change old steps keep their old "
+             "rate; NAG as MXNet 1.9.1. torch: torch.optim.SGD, lr outside the buffer (b = m*b + g; "
+             "w -= lr*b): same updates only at constant lr, ~1.5x larger early in a linear warmup, "
+             "~0.11x right after a x0.1 decay")
+    parser.add_argument(
+        "--bn-running-var", default="biased", choices=["biased", "unbiased"],
+        help="BatchNorm running-variance update (default: %(default)s). biased: the batch variance "
+             "over N values per channel, as MXNet/GluonCV; unbiased: over N-1, as torch")
+    return parser
 
 
 def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epochs=200, lr=1e-3,
@@ -72,4 +89,5 @@ def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epo
     a("--no-data-aug", action="store_true", help="no data augmentation (the paper's '- data augmentation' row)")
     a("--amp", action="store_true", help="mixed precision autocast (CUDA)")
     a("--amp-dtype", default="bfloat16", choices=["bfloat16", "float16"])
+    add_semantics_args(parser)
     return parser
