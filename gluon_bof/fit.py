@@ -20,6 +20,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 
 from .engine import StopRequest, evaluate, train_one_epoch
+from .errors import CheckpointError, ConfigError
 from .utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .utils.distributed import barrier, is_main_process
 from .utils.lr_scheduler import plot_lr_schedule
@@ -61,7 +62,7 @@ def restore(path: str, model, optimizer=None, lr_scheduler=None, scaler=None) ->
                                             "lr_indexing": "before-update"}
         now = training_semantics(model, optimizer)
         if saved.get("sgd_rule") != now["sgd_rule"]:
-            raise ValueError(f"checkpoint {path!r} was trained with the {saved.get('sgd_rule')} SGD rule, "
+            raise CheckpointError(f"checkpoint {path!r} was trained with the {saved.get('sgd_rule')} SGD rule, "
                              f"this run uses {now['sgd_rule']}: resume with --sgd-rule {saved.get('sgd_rule')}")
         if saved.get("lr_indexing") != now["lr_indexing"]:
             logger.warning("checkpoint %s was written when the lr ran one update ahead; resuming with "
@@ -92,10 +93,11 @@ def start_run(*, save_prefix: str, rank: int, world_size: int, seed: int, batch_
     log.info("arguments: %s", settings)
     torch.manual_seed(seed)
     if accumulate < 1:
-        raise SystemExit(f"--accumulate must be >= 1, got {accumulate}")
+        raise ConfigError(f"gradient accumulation needs >= 1 micro-batch, got {accumulate}")
     if batch_size % (world_size * accumulate):
-        raise SystemExit(f"--batch-size {batch_size} is not divisible by the {world_size} processes"
-                         + (f" x --accumulate {accumulate} micro-batches" if accumulate > 1 else ""))
+        raise ConfigError(f"the batch of {batch_size} images does not split over {world_size} processes"
+                          + (f" x {accumulate} micro-batches" if accumulate > 1 else "")
+                          + " (--batch-size is the global batch of one update)")
     log.info("batch %d per update = %d processes x %d micro-batches x %d images", batch_size, world_size,
              accumulate, batch_size // (world_size * accumulate))
     return batch_size // world_size
@@ -163,22 +165,26 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
     """Trains ``model`` for ``epochs`` epochs (continuing from ``resume`` if given).
 
     ``train_sampler`` must offer ``set_epoch(epoch, start_batch)`` (see ``DetectionBatchSampler``).
+    ``on_epoch_start(epoch)`` runs before each epoch (e.g. switching mixup) and may return a dict
+    of flags kept in that epoch's history record (``{'mixup': True}``).
     ``max_epoch_iters`` > 0 stops each epoch after that many batches (for quick experiments).
     ``accumulate`` N splits every batch into N micro-batches (see ``train_one_epoch``); batches,
     ``epoch_iter`` and checkpoints count optimizer updates, so a resume is exact.
     Validation runs ``evaluate(net, val_loader, metric)`` (detection), or ``evaluate_fn(net)`` when
     given (e.g. classification accuracy); either returns ``(names, floats)`` whose last value is the
     score kept as ``best_map`` (higher is better: VOC mAP, COCO AP@[.5:.95], top-1 accuracy).
-    Returns ``{'best_map', 'history'}`` where history lists each epoch's losses and validation.
+    The first validation always writes ``_best.pth`` (even at a score of 0), later ones when
+    they beat it. Returns ``{'best_map', 'history'}`` where history lists each epoch's losses and
+    validation; ``best_map`` is None when no validation ran.
     """
-    start_epoch, start_iter, best_map, history = 0, 0, 0.0, []
+    start_epoch, start_iter, best_map, history = 0, 0, None, []  # None: nothing validated yet
     if resume:
         state = restore(resume, model, optimizer, lr_scheduler, scaler)
         start_epoch, start_iter = state["epoch"], state["epoch_iter"]
-        best_map = state.get("best_map") or 0.0
+        best_map = state.get("best_map")
         history = state.get("history", [])
-        logger.info("resumed from %s at epoch %d, batch %d (best mAP %.4f)", resume, start_epoch,
-                    start_iter, best_map)
+        logger.info("resumed from %s at epoch %d, batch %d (best score %s)", resume, start_epoch,
+                    start_iter, "none yet" if best_map is None else f"{best_map:.4f}")
 
     def checkpoint(path, epoch, epoch_iter):
         if is_main_process():
@@ -196,8 +202,7 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
         plot_lr_schedule(lr_scheduler.schedule, total, f"{save_prefix}_lr.png")
     with StopRequest() as stop:
         for epoch in range(start_epoch, epochs):
-            if on_epoch_start is not None:
-                on_epoch_start(epoch)
+            epoch_flags = (on_epoch_start(epoch) if on_epoch_start is not None else None) or {}
             train_sampler.set_epoch(epoch, start_batch=start_iter if epoch == start_epoch else 0)
 
             def on_step(epoch_iter, epoch=epoch):
@@ -219,7 +224,8 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
             logger.info("[epoch %d] %.1fs, %s, lr=%.3e, %.1f images/s", epoch, time.time() - tic,
                         ", ".join(f"{k}={v:.3f}" for k, v in losses.items()), stats["lr"],
                         stats["images_per_sec"])
-            record = {"epoch": epoch, "lr": stats["lr"], "images_per_sec": stats["images_per_sec"], **losses}
+            record = {"epoch": epoch, "lr": stats["lr"], "images_per_sec": stats["images_per_sec"], **losses,
+                      **epoch_flags}
             current = None
             validate = val_loader is not None or evaluate_fn is not None
             if validate and ((epoch + 1) % val_interval == 0 or epoch + 1 == epochs):
@@ -232,7 +238,7 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
                             ", ".join(f"{n}={v:.4f}" for n, v in zip(names, values)))
                 record["val"] = dict(zip(names, map(float, values)))
             history.append(record)
-            if current is not None and current > best_map:
+            if current is not None and (best_map is None or current > best_map):  # the first always counts
                 best_map = current
                 checkpoint(f"{save_prefix}_best.pth", epoch + 1, 0)
                 if is_main_process():

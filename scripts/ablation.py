@@ -15,6 +15,11 @@ Rows (``rows_for``) and the flags each adds:
       (the paper's Table 4 has no SyncBN or random-shape row).
 SyncBN needs several processes: with --nproc 1 its row is "n/a (1 process)" and the rows below it
 run without --syncbn, unless --syncbn-row forces it (a no-op with a warning in one process).
+``--no-mixup-epochs`` in --base-args goes to the mixup row only (the scripts refuse it without --mixup).
+
+Before anything runs (and in --dry-run), every row's command is parsed by its training script and
+the resolved settings compared with the row above: a row whose settings do not differ, or whose
+trick would not act (mixup on in no epoch), is an error, so no table row claims a change it lacks.
 
 Each run is a subprocess (``python -m torch.distributed.run --nproc_per_node N`` for --nproc N > 1)
 writing under ``OUT/<row>/seed<S>/``; its score is the best validation mAP of the training script's
@@ -38,6 +43,8 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from gluon_bof.utils.cli import run_script  # noqa: E402
+
 SCRIPTS = {"yolo3": "scripts/train_yolo3.py", "frcnn": "scripts/train_faster_rcnn.py"}
 # flags the rows switch: --base-args must not set them
 MANAGED = ("--no-data-aug", "--no-random-shape", "--syncbn", "--lr-mode", "--label-smooth", "--mixup")
@@ -62,6 +69,68 @@ def rows_for(detector: str, *, warmup_epochs: int = 1, syncbn: bool = False):
             ("+ mixup", sync + cosine + ["--label-smooth", "--mixup"])]
 
 
+def _row_args(flags, base_args):
+    """``base_args`` for a row: ``--no-mixup-epochs N`` only where the row mixes."""
+    if "--mixup" in flags:
+        return list(base_args)
+    out, skip = [], False
+    for t in base_args:
+        if skip:
+            skip = False
+        elif t == "--no-mixup-epochs":
+            skip = True
+        elif not t.startswith("--no-mixup-epochs="):
+            out.append(t)
+    return out
+
+
+def effective_settings(detector: str, argv) -> dict:
+    """The training script's resolved settings for ``argv`` (its own parser and checks); a
+    ``SystemExit`` with the script's error message if it refuses them."""
+    import contextlib
+    import importlib
+    import io
+
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    module = importlib.import_module(os.path.splitext(os.path.basename(SCRIPTS[detector]))[0])
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = module.parse_args(list(argv))
+    except SystemExit:
+        last = (err.getvalue().strip().splitlines() or ["refused"])[-1]
+        raise SystemExit(last.split("error: ", 1)[-1]) from None
+    settings = vars(args)
+    for key in ("seed", "save_prefix"):
+        settings.pop(key, None)
+    return settings
+
+
+def check_rows(detector: str, rows, base_args=(), epochs=None):
+    """``[(row, {setting: (before, after)})]``: what each run row changes against the row above,
+    from the settings its training script resolves. Raises SystemExit when a row changes nothing
+    or its mixup would be on in no epoch."""
+    extra = ["--epochs", str(epochs)] if epochs else []
+    out, prev = [], None
+    for name, flags in rows:
+        if flags is None:
+            continue
+        try:
+            now = effective_settings(detector, [*_row_args(flags, base_args), *flags, *extra])
+        except SystemExit as e:
+            raise SystemExit(f"row '{name}': {e.code}") from None
+        if now.get("mixup") and now.get("no_mixup_epochs") is not None and \
+                now["epochs"] - now["no_mixup_epochs"] <= 0:
+            raise SystemExit(f"row '{name}': mixup would be on in no epoch")
+        if prev is not None:
+            diff = {k: (prev.get(k), v) for k, v in now.items() if prev.get(k) != v}
+            if not diff:
+                raise SystemExit(f"row '{name}' resolves to the same settings as the row above")
+            out.append((name, diff))
+        prev = now
+    return out
+
+
 def slug(name: str) -> str:
     return {"- data augmentation": "no_data_aug"}.get(name, name.strip("+ ").replace(" ", "_").lower())
 
@@ -72,7 +141,8 @@ def run_command(detector: str, flags, *, seed: int, save_dir: str, base_args=(),
     launch = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)] if nproc > 1
               else [sys.executable])
     extra = ["--epochs", str(epochs)] if epochs else []
-    return launch + [script, *base_args, *flags, *extra, "--seed", str(seed), "--save-prefix", save_dir + os.sep]
+    return launch + [script, *_row_args(flags, base_args), *flags, *extra, "--seed", str(seed), "--save-prefix",
+                     save_dir + os.sep]
 
 
 def read_score(save_dir: str, score: str = "best"):
@@ -177,6 +247,9 @@ def main(argv=None):
     rows = rows_for(args.detector, warmup_epochs=args.warmup_epochs,
                     syncbn=args.detector == "yolo3" and (args.nproc > 1 or args.syncbn_row))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    for name, diff in check_rows(args.detector, rows, base, args.epochs):
+        print(f"[{name}] changes: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in
+                                                (((k,) + v) for k, v in sorted(diff.items()))))
     results, tic, run_seconds = [], time.time(), 0.0
     for name, flags in rows:
         if flags is None:
@@ -231,4 +304,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

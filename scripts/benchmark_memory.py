@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.nn.grad_checkpoint import backbone_stages, set_grad_checkpointing  # noqa: E402
+from gluon_bof.utils.cli import run_script  # noqa: E402
 
 MIB = 2.0 ** 20
 
@@ -124,4 +125,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gluon_bof.utils.metrics import VOC07MApMetric  # noqa: E402
+from gluon_bof.utils.cli import run_script  # noqa: E402
 
 NUM_CLASSES = 20
 
@@ -168,4 +169,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gluon_bof.data.mixup import MixupDetection  # noqa: E402
 from gluon_bof.data.transforms.presets.yolo import YOLO3DefaultTrainTransform  # noqa: E402
+from gluon_bof.utils.cli import run_script  # noqa: E402
 
 # Run by the GluonCV interpreter: argv[1] = JSON spec written by this script.
 GLUONCV_BENCH = r'''
@@ -184,4 +185,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

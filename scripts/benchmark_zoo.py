@@ -34,6 +34,7 @@ from gluon_bof.evaluation import make_metric  # noqa: E402
 from gluon_bof.model_zoo import zoo_table  # noqa: E402
 from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
+from gluon_bof.utils.cli import run_script  # noqa: E402
 
 logger = logging.getLogger("benchmark_zoo")
 
@@ -154,4 +155,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

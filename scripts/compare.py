@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gluon_bof.utils.metrics.coco_detection import SUMMARY_NAMES  # noqa: E402
 from gluon_bof.utils.viz import plot_ap_delta  # noqa: E402
+from gluon_bof.utils.cli import run_script  # noqa: E402
 
 
 def load_results(path: str) -> dict:
@@ -86,4 +87,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

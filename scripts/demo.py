@@ -22,6 +22,7 @@ from gluon_bof.data.base import read_image  # noqa: E402
 from gluon_bof.evaluation import detect_images  # noqa: E402
 from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
 from gluon_bof.utils.viz import plot_bbox, save_figure  # noqa: E402
+from gluon_bof.utils.cli import run_script  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -73,4 +74,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

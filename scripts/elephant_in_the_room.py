@@ -32,6 +32,7 @@ from gluon_bof.data.base import read_image  # noqa: E402
 from gluon_bof.evaluation import detect_images, resolve_device  # noqa: E402
 from gluon_bof.utils import elephant  # noqa: E402
 from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
+from gluon_bof.utils.cli import run_script  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -184,4 +185,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -25,6 +25,7 @@ from gluon_bof.data import build  # noqa: E402
 from gluon_bof.evaluation import add_eval_metric_args, eval_metric_factory, evaluate_at_sizes, load_eval_model, \
     resolve_device  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
+from gluon_bof.utils.cli import run_script  # noqa: E402
 
 logger = logging.getLogger("eval_faster_rcnn")
 
@@ -75,4 +76,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

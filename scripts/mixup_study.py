@@ -21,6 +21,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from gluon_bof.utils.cli import run_script  # noqa: E402
 
 CLS_SMALL = ("--input-size 64 --batch-size 64 --num-epochs 6 --lr 0.4 --lr-mode cosine --warmup-epochs 1 "
              "--no-wd --label-smoothing --mixup-off-epoch 1 -j 1 --save-frequency 0 --log-interval 1000")
@@ -108,4 +110,4 @@ def table(results) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

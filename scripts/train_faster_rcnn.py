@@ -29,7 +29,8 @@ from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
 from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
 from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
-from gluon_bof.utils.cli import add_common_train_args, parse_ints  # noqa: E402
+from gluon_bof.config import add_common_train_args, check_train_args  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, parse_ints, run_script  # noqa: E402
 from gluon_bof.evaluation import make_metric  # noqa: E402
 
 logger = logging.getLogger("train_faster_rcnn")
@@ -44,7 +45,7 @@ DATASET_DEFAULTS = {
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train Faster R-CNN with the Bag of Freebies.",
-                                epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n")[-1], formatter_class=HelpFormatter)
     p.add_argument("--network", default="resnet50_v1b", help="resnet50_v1b | resnet101_v1d")
     p.add_argument("--short", "--image-short", dest="short", default=None,
                    help="shorter image side, or lo,hi for a random side per image (voc 600, coco 800)")
@@ -75,7 +76,7 @@ def parse_args(argv=None):
     for key, value in DATASET_DEFAULTS[args.dataset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    return args
+    return check_train_args(p, args)
 
 
 def warmup_schedule(lr_warmup: int, factor: float, warmup_epochs: int = 0, warmup_lr: float = 0.0) -> dict:
@@ -155,9 +156,10 @@ def run(args, ctx):
                  val_interval=args.val_interval, log_interval=args.log_interval,
                  checkpoint_iters=args.checkpoint_iters, on_epoch_start=on_epoch_start,
                  max_epoch_iters=args.max_epoch_iters, accumulate=args.accumulate)
-    logger.info("best validation mAP %.4f; checkpoints under %s_*.pth", result["best_map"], save_prefix)
+    logger.info("best validation mAP %s; checkpoints under %s_*.pth",
+                "none (no validation ran)" if result["best_map"] is None else f"{result['best_map']:.4f}", save_prefix)
     return result
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

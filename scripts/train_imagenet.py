@@ -32,7 +32,9 @@ from gluon_bof.nn.classification import DISTILL_MODES, INIT_MODES, SMOOTHING_MOD
 from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
 from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
-from gluon_bof.utils.cli import add_semantics_args, parse_ints  # noqa: E402
+from gluon_bof.config import add_semantics_args, device_for_gpus  # noqa: E402
+from gluon_bof.errors import ConfigError  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, parse_ints, run_script  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
 
 logger = logging.getLogger("train_imagenet")
@@ -40,16 +42,18 @@ logger = logging.getLogger("train_imagenet")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train an image classifier with the Bag of Tricks.",
-                                epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n")[-1], formatter_class=HelpFormatter)
     a = p.add_argument
-    a("--model", required=True, help="zoo classifier: resnet{18,34,50,101,152}_v1{b,c,d,e,s}, darknet53, "
-                                     "mobilenet{1.0,0.75,0.5,0.25}")
+    a("--model", required=True, help="zoo classifier: resnet{18,34,50,101,152}_v1[b,c,d,e,s], inceptionv3, "
+                                     "darknet53, mobilenet{1.0,0.75,0.5,0.25}")
     a("--data-dir", default=None, help="image folder with train/<class>/* and val/<class>/* "
                                        "(default: the built-in data's object crops)")
     a("--batch-size", type=int, default=32, help="GLOBAL mini-batch (all processes; GluonCV: per device)")
     a("--num-workers", "-j", dest="num_workers", type=int, default=4)
     a("--device", default="auto", help="auto | cpu | cuda")
-    a("--num-gpus", type=int, default=None, help="accepted for GluonCV compatibility; use torchrun")
+    a("--num-gpus", type=int, default=None,
+      help="GluonCV's flag: 0 trains on the CPU, 1 on the GPU; more GPUs run one process each under torchrun "
+           "(--nproc_per_node N), so N > 1 is refused with that command")
     a("--num-epochs", "--epochs", dest="num_epochs", type=int, default=3)
     a("--lr", type=float, default=0.1, help="learning rate for --lr-base-batch images (paper: 0.1 per 256)")
     a("--lr-base-batch", type=int, default=256, help="batch --lr is meant for (linear scaling rule)")
@@ -64,7 +68,8 @@ def parse_args(argv=None):
     a("--no-nag", action="store_true", help="plain momentum SGD instead of NAG (Nesterov)")
     a("--init", default="xavier", choices=INIT_MODES,
       help="from-scratch init: xavier (paper), msra (GluonCV's MSRAPrelu), torch (PyTorch defaults)")
-    a("--input-size", type=int, default=224)
+    a("--input-size", type=int, default=None,
+      help="training crop side (default: the model's own, 299 for inceptionv3, 224 for the others)")
     a("--crop-ratio", type=float, default=0.875,
       help="validation: resize to ceil(input-size / crop-ratio), centre crop")
     a("--jitter-mode", default="paper", choices=["paper", "gluoncv"],
@@ -102,7 +107,20 @@ def parse_args(argv=None):
     a("--seed", type=int, default=233)
     a("--max-epoch-iters", type=int, default=0, help="cap batches per epoch (quick runs; 0: no cap)")
     add_semantics_args(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.input_size is None:
+        args.input_size = 299 if args.model.lower().startswith("inception") else 224
+    if args.mixup and args.mixup_off_epoch >= args.num_epochs:
+        p.error(f"--mixup would never mix: --mixup-off-epoch {args.mixup_off_epoch} turns it off for the last "
+                f"{args.mixup_off_epoch} of --num-epochs {args.num_epochs}")
+    if args.num_gpus is not None:
+        try:
+            args.device = device_for_gpus(",".join(map(str, range(args.num_gpus))), args.device)
+        except ConfigError as e:
+            p.error(str(e).replace("--gpus", "--num-gpus"))
+    if not args.mixup and args.mixup_off_epoch:
+        p.error(f"--mixup-off-epoch {args.mixup_off_epoch} has no effect without --mixup")
+    return args
 
 
 def main(argv=None):
@@ -177,8 +195,12 @@ def run(args, ctx):
     amp_dtype, scaler = amp_settings(args.dtype != "float32", args.dtype, ctx.device)
     model = wrap_distributed(model, ctx.device, ctx.distributed)
 
-    def on_epoch_start(epoch: int) -> None:
+    def on_epoch_start(epoch: int) -> dict:
         collate.enabled = args.mixup and epoch < args.num_epochs - args.mixup_off_epoch
+        if args.mixup:
+            logger.info("[epoch %d] mixup %s", epoch, f"on (alpha {args.mixup_alpha})" if collate.enabled
+                        else f"off (the last {args.mixup_off_epoch} epochs)")
+        return {"mixup": collate.enabled}
 
     result = fit(model=model, train_loader=train_loader, train_sampler=sampler, val_loader=None, metric=None,
                  optimizer=optimizer, lr_scheduler=lr_scheduler, epochs=args.num_epochs, device=ctx.device,
@@ -188,9 +210,10 @@ def run(args, ctx):
                  log_interval=args.log_interval, checkpoint_iters=args.checkpoint_iters,
                  on_epoch_start=on_epoch_start, max_epoch_iters=args.max_epoch_iters,
                  evaluate_fn=classification_evaluator(val_loader, ctx.device), accumulate=args.accumulate)
-    logger.info("best validation top-1 %.4f; checkpoints under %s_*.pth", result["best_map"], save_prefix)
+    logger.info("best validation top-1 %s; checkpoints under %s_*.pth",
+                "none (no validation ran)" if result["best_map"] is None else f"{result['best_map']:.4f}", save_prefix)
     return result
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -23,14 +23,15 @@ from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
 from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
 from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
-from gluon_bof.utils.cli import add_common_train_args, parse_ints  # noqa: E402
+from gluon_bof.config import add_common_train_args, check_train_args  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, parse_ints, run_script  # noqa: E402
 from gluon_bof.evaluation import make_metric  # noqa: E402
 
 logger = logging.getLogger("train_yolo3")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train YOLOv3 with the Bag of Freebies.")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--network", default="darknet53", help="darknet53 | mobilenet1.0 | mobilenet0.25")
     parser.add_argument("--data-shape", type=int, default=416, help="validation size (training: random shapes)")
     parser.add_argument("--no-random-shape", action="store_true", help="train at --data-shape only")
@@ -50,7 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--hue-mode", default="degrees", choices=["degrees", "gluoncv"],
                         help="hue jitter angle unit: degrees (correct) or GluonCV's radians behaviour")
     add_common_train_args(parser)
-    return parser.parse_args(argv)
+    return check_train_args(parser, parser.parse_args(argv))
 
 
 def main(argv=None):
@@ -113,9 +114,10 @@ def run(args, ctx):
                  val_interval=args.val_interval, log_interval=args.log_interval,
                  checkpoint_iters=args.checkpoint_iters, on_epoch_start=on_epoch_start,
                  max_epoch_iters=args.max_epoch_iters, accumulate=args.accumulate)
-    logger.info("best validation mAP %.4f; checkpoints under %s_*.pth", result["best_map"], save_prefix)
+    logger.info("best validation mAP %s; checkpoints under %s_*.pth",
+                "none (no validation ran)" if result["best_map"] is None else f"{result['best_map']:.4f}", save_prefix)
     return result
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

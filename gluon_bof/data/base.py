@@ -12,12 +12,14 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
+from ..errors import GluonBofError
+
 __all__ = ["DatasetError", "LabelReport", "read_image", "sanitize_label", "empty_label"]
 
 LABEL_WIDTH = 6
 
 
-class DatasetError(ValueError):
+class DatasetError(GluonBofError, ValueError):
     """Bad dataset input; the message names the file and what is wrong with it."""
 
 

@@ -5,6 +5,7 @@ Turns a dataset name and root into train/val datasets, and datasets into loaders
 batches of padded images, mixup, the R-CNN presets). Library code: takes keyword arguments, never
 an argparse namespace.
 """
+import logging
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -14,13 +15,41 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from ..errors import ConfigError
 from .loader import (DetectionBatchSampler, EvalBatchSampler, TransformDataset, detection_collate,
                      detection_pad_collate)
 from .mixup import FixedRatio, MixupDetection
 from .sampler import AspectRatioBatchSampler, aspect_ratio_groups
 
 __all__ = ["build_datasets", "zoo_name", "MixupSettings", "yolo3_train_loader", "yolo3_val_loader", "set_mixup",
-           "mixup_switch", "faster_rcnn_train_loader", "faster_rcnn_val_loader"]
+           "mixup_switch", "mixup_epochs", "faster_rcnn_train_loader", "faster_rcnn_val_loader"]
+
+
+logger = logging.getLogger(__name__)
+
+
+def mixup_epochs(mixup: bool, epochs: int, no_mixup_epochs: Optional[int]) -> Optional[int]:
+    """Resolves how many final epochs train without mixup, refusing settings where it would
+    silently do nothing.
+
+    ``no_mixup_epochs`` None (the default) means the last 10 % of the epochs, rounded (GluonCV's
+    20 of its 200 YOLOv3 epochs; 2 of Faster R-CNN's 20), so that mixup is on for most of any
+    schedule. Raises :class:`~gluon_bof.errors.ConfigError` when mixup is asked for but no epoch
+    would mix, or when a number of mixup-free epochs is given without mixup. Returns the number
+    (None without mixup).
+    """
+    if not mixup:
+        if no_mixup_epochs is not None:
+            raise ConfigError(f"--no-mixup-epochs {no_mixup_epochs} has no effect without --mixup")
+        return None
+    if no_mixup_epochs is None:
+        no_mixup_epochs = int(round(0.1 * epochs))
+    if no_mixup_epochs < 0:
+        raise ConfigError(f"--no-mixup-epochs must be >= 0, got {no_mixup_epochs}")
+    if epochs - no_mixup_epochs <= 0:
+        raise ConfigError(f"--mixup would never mix: --no-mixup-epochs {no_mixup_epochs} turns it off for the "
+                          f"last {no_mixup_epochs} of --epochs {epochs}; give fewer (default: the last 10 %)")
+    return no_mixup_epochs
 
 
 def _voc_splits(root: str, train: bool):
@@ -91,6 +120,9 @@ class MixupSettings:
             return (FixedRatio(self.fixed),)
         return (np.random.beta, self.alpha, self.beta)
 
+    def describe(self) -> str:
+        return f"ratio {self.fixed}" if self.fixed is not None else f"ratio ~ Beta({self.alpha}, {self.beta})"
+
 
 def set_mixup(mixup_set, settings: MixupSettings, enabled: bool) -> None:
     """Switches a ``MixupDetection`` on (with ``settings``) or off (weight 1, no second image)."""
@@ -138,13 +170,18 @@ def yolo3_val_loader(dataset, *, batch_size: int, data_shape: int, num_workers: 
                       num_workers=num_workers, collate_fn=detection_collate)
 
 
-def mixup_switch(mixup_set, settings: Optional[MixupSettings], *, epochs: int, no_mixup_epochs: int):
+def mixup_switch(mixup_set, settings: Optional[MixupSettings], *, epochs: int, no_mixup_epochs: Optional[int]):
     """``on_epoch_start(epoch)`` for :func:`gluon_bof.fit.fit`: mixup on (with ``settings``) except
-    in the last ``no_mixup_epochs`` epochs; does nothing when ``mixup_set`` is None."""
+    in the last ``no_mixup_epochs`` epochs. It logs the epoch's state and returns
+    ``{'mixup': bool}`` for the epoch's history record (always False when ``mixup_set`` is None)."""
 
-    def on_epoch_start(epoch: int) -> None:
+    def on_epoch_start(epoch: int) -> dict:
+        enabled = mixup_set is not None and epoch < epochs - (no_mixup_epochs or 0)
         if mixup_set is not None:
-            set_mixup(mixup_set, settings, enabled=epoch < epochs - no_mixup_epochs)
+            set_mixup(mixup_set, settings, enabled=enabled)
+            logger.info("[epoch %d] mixup %s", epoch, f"on ({settings.describe()})" if enabled
+                        else f"off (the last {no_mixup_epochs} epochs train without it)")
+        return {"mixup": enabled}
 
     return on_epoch_start
 

@@ -19,6 +19,7 @@ import os
 import shutil
 from typing import Sequence, Tuple
 
+from ..utils.cli import run_script
 from ..utils.fileio import atomic_open
 
 __all__ = ["voc_to_coco", "voc_split_to_coco"]
@@ -80,4 +81,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

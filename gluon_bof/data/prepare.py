@@ -34,6 +34,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..errors import GluonBofError
 from ..utils.download import DownloadError, check_sha1, download, file_lock
 
 __all__ = ["Archive", "PrepareError", "load_checksums", "main", "prepare", "safe_extract"]
@@ -41,7 +42,7 @@ __all__ = ["Archive", "PrepareError", "load_checksums", "main", "prepare", "safe
 _MARKERS = ".prepared"
 
 
-class PrepareError(RuntimeError):
+class PrepareError(GluonBofError, RuntimeError):
     """An archive could not be fetched, verified or extracted; the message names the archive."""
 
 

@@ -34,6 +34,8 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 
+from ..utils.cli import run_script
+
 __all__ = ["CLASSES", "generate", "ensure_generated", "render_image", "save_preview"]
 
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
@@ -317,4 +319,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -36,6 +36,7 @@ import urllib.parse
 import zipfile
 from typing import Dict, List, Optional, Tuple
 
+from ..errors import GluonBofError
 from ..utils.download import DownloadError, download, file_lock, file_sha1
 from ..utils.fileio import atomic_open
 
@@ -53,7 +54,7 @@ CACHE_FORMAT = 1    # version of the converted .pth cache layout
 _CHUNK = 1 << 20
 
 
-class ModelStoreError(RuntimeError):
+class ModelStoreError(GluonBofError, RuntimeError):
     """Pretrained weights could not be obtained or verified (the message says what to do)."""
 
 

@@ -36,6 +36,7 @@ from typing import BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
+from ..errors import GluonBofError
 from ..utils.fileio import atomic_open
 
 __all__ = ["MXNetParams", "MXNetParamsError", "load_params", "save_params", "read_ndarray_list",
@@ -59,7 +60,7 @@ _MAX_NDIM = 32
 PathOrFile = Union[str, os.PathLike, BinaryIO]
 
 
-class MXNetParamsError(ValueError):
+class MXNetParamsError(GluonBofError, ValueError):
     """A file is not a readable MXNet NDArray list, or an array cannot be written as one."""
 
 

@@ -13,6 +13,7 @@ import random
 import numpy as np
 import torch
 
+from ..errors import CheckpointError
 from .fileio import atomic_open
 
 __all__ = ["atomic_save", "save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state",
@@ -26,6 +27,10 @@ def atomic_save(obj, path: str) -> None:
     """
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
+
+
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """The checkpoint file does not exist."""
 
 
 def get_rng_state() -> dict:
@@ -72,13 +77,13 @@ def save_checkpoint(path: str, *, model, optimizer=None, lr_scheduler=None, scal
 def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Loads a checkpoint written by :func:`save_checkpoint`, with a clear error if it is not one."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+        raise MissingCheckpointError(f"checkpoint {path!r} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # truncated or foreign file
-        raise ValueError(f"checkpoint {path!r} could not be read ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"checkpoint {path!r} could not be read ({type(e).__name__}: {e})") from e
     if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{path!r} is not a gluon-bof checkpoint (no 'model' entry)")
+        raise CheckpointError(f"{path!r} is not a gluon-bof checkpoint (no 'model' entry)")
     return state
 
 

@@ -27,13 +27,15 @@ import urllib.parse
 import urllib.request
 from typing import Iterator, Optional
 
+from ..errors import GluonBofError
+
 __all__ = ["DownloadError", "check_sha1", "download", "file_lock", "file_sha1"]
 
 _USER_AGENT = "gluon-bof-download/1.0"
 _RETRIABLE_HTTP = {408, 425, 429, 500, 502, 503, 504}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(GluonBofError, RuntimeError):
     """A download failed for good (after retries) or cannot succeed (e.g. HTTP 404)."""
 
 

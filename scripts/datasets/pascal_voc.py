@@ -17,7 +17,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from gluon_bof.data.prepare import Archive, PrepareError, main as prepare_main  # noqa: E402
+from gluon_bof.data.prepare import Archive, main as prepare_main  # noqa: E402
+from gluon_bof.utils.cli import run_script  # noqa: E402
 
 DEFAULT_ROOT = os.path.join(os.environ.get("GLUON_BOF_HOME", os.path.join("~", ".gluon_bof")),
                             "datasets", "voc")
@@ -40,7 +41,4 @@ def main(argv=None) -> str:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except PrepareError as e:
-        sys.exit(f"error: {e}")
+    run_script(main)

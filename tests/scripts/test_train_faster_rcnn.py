@@ -35,7 +35,10 @@ def test_dataset_defaults_follow_gluoncv_unless_given():
     voc = train_faster_rcnn.parse_args([])
     assert (voc.epochs, voc.lr, voc.lr_decay_epoch, voc.lr_warmup, voc.wd, voc.short, voc.max_size) == \
         (20, 1e-3, "14,20", -1, 5e-4, "600", 1000)
-    assert (voc.batch_size, voc.save_interval, voc.no_mixup_epochs, voc.seed) == (1, 1, 20, 233)
+    assert (voc.batch_size, voc.save_interval, voc.no_mixup_epochs, voc.seed) == (1, 1, None, 233)
+    # --mixup: off for the last 10 % of the epochs (2 of VOC's 20, 3 of COCO's 26), on for the rest
+    assert train_faster_rcnn.parse_args(["--mixup"]).no_mixup_epochs == 2
+    assert train_faster_rcnn.parse_args(["--mixup", "--dataset", "coco"]).no_mixup_epochs == 3
     coco = train_faster_rcnn.parse_args(["--dataset", "coco", "--lr", "0.02", "--image-short", "640,800"])
     assert (coco.epochs, coco.lr, coco.lr_decay_epoch, coco.lr_warmup, coco.wd, coco.short, coco.max_size) == \
         (26, 0.02, "17,23", 1000, 1e-4, "640,800", 1333)
