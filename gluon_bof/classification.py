@@ -22,6 +22,7 @@ from torch import nn
 
 from .nn.classification import distillation_loss, soft_cross_entropy
 from .utils.distributed import all_gather_object
+from .utils.threads import worker_init
 
 __all__ = ["ClassifierWithLoss", "topk_correct", "classification_evaluator", "build_teacher",
            "classification_loaders"]
@@ -154,11 +155,13 @@ def classification_loaders(train_set, val_set, *, batch_size: int, input_size: i
     train_loader = DataLoader(
         SeededTransformDataset(train_set, ImageNetTrainTransform(input_size, jitter_mode=jitter_mode)),
         batch_sampler=sampler, num_workers=num_workers, collate_fn=collate, persistent_workers=False,
+        worker_init_fn=worker_init,
         generator=torch.Generator().manual_seed(seed))
     val_loader = None
     if val_set is not None:
         val_sampler = DetectionBatchSampler(len(val_set), val_batch_size or batch_size, sizes=0, shuffle=False,
                                             drop_last=False, rank=rank, world_size=world_size)
         val_loader = DataLoader(SeededTransformDataset(val_set, ImageNetValTransform(input_size, crop_ratio)),
-                                batch_sampler=val_sampler, num_workers=num_workers, collate_fn=eval_collate)
+                                batch_sampler=val_sampler, num_workers=num_workers, collate_fn=eval_collate,
+                                worker_init_fn=worker_init)
     return train_loader, sampler, collate, val_loader

@@ -5,11 +5,13 @@ turn the namespace into keyword arguments for library calls; the rest of the lib
 receives the namespace. This module sits on top of the package (it may import any layer).
 """
 import argparse
+import os
 
 from .data.build import mixup_epochs
 from .errors import ConfigError, GluonBofError
+from .utils.cli import parser_error
 
-__all__ = ["add_common_train_args", "add_semantics_args", "check_train_args", "device_for_gpus"]
+__all__ = ["add_common_train_args", "add_threads_arg", "check_batch_split", "add_semantics_args", "check_train_args", "device_for_gpus"]
 
 def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epochs=200, lr=1e-3,
                           lr_decay_epoch="160,180", wd=5e-4, seed=233) -> argparse.ArgumentParser:
@@ -24,7 +26,8 @@ def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epo
     a("--grad-checkpoint", action="store_true",
       help="recompute the backbone stages' activations in backward (torch.utils.checkpoint): less memory")
     a("--num-workers", "-j", dest="num_workers", type=int, default=4, help="data loader workers per process")
-    a("--device", default="auto", help="auto | cpu | cuda")
+    a("--device", default="auto", help="auto | cpu | cuda | cuda:K")
+    add_threads_arg(parser)
     a("--gpus", default=None,
       help="GluonCV's flag: one GPU id ('0') trains on that GPU; several GPUs run one process each under "
            "torchrun (--nproc_per_node N), so a list is refused with that command")
@@ -87,6 +90,14 @@ def add_semantics_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     return parser
 
 
+def add_threads_arg(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--threads``: the CPU threads of this process's own work (see ``gluon_bof.utils.threads``)."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op CPU threads of this process (default: the cores it may use, shared by "
+                             "the processes on the node, minus one per data worker; at least 1)")
+    return parser
+
+
 def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """Resolves and checks the shared training flags after parsing; a combination that could not do
     what it says ends the script through ``parser.error`` (usage, one line, exit status 2)."""
@@ -94,9 +105,22 @@ def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         args.no_mixup_epochs = mixup_epochs(args.mixup, args.epochs, args.no_mixup_epochs)
         if args.gpus is not None:
             args.device = device_for_gpus(args.gpus, args.device)
+        check_batch_split(args.batch_size, int(os.environ.get("WORLD_SIZE", "1")), args.accumulate)
     except GluonBofError as e:
-        parser.error(str(e))
+        parser_error(parser, str(e))
     return args
+
+
+def check_batch_split(batch_size: int, world_size: int, accumulate: int = 1) -> int:
+    """The images each process runs per micro-batch: ``batch_size / (world_size * accumulate)``,
+    a ConfigError when that does not divide (``--batch-size`` is the global batch of one update)."""
+    if accumulate < 1:
+        raise ConfigError(f"--accumulate needs >= 1 micro-batch, got {accumulate}")
+    if batch_size < 1 or batch_size % (world_size * accumulate):
+        raise ConfigError(f"--batch-size {batch_size} does not split over {world_size} processes"
+                          + (f" x --accumulate {accumulate} micro-batches" if accumulate > 1 else "")
+                          + " (it is the global batch of one update)")
+    return batch_size // (world_size * accumulate)
 
 
 def device_for_gpus(gpus: str, device: str = "auto") -> str:

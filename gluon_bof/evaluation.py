@@ -8,9 +8,12 @@ import numpy as np
 import torch
 
 from .engine import evaluate
+from .errors import ConfigError
+from .model_zoo import get_model
+from .utils.checkpoint import build_model_from_checkpoint
 from .utils.metrics.coco_detection import SUMMARY_NAMES
 
-__all__ = ["resolve_device", "load_eval_model", "detect_images", "make_metric", "add_eval_metric_args", "eval_metric_factory", "table_columns", "format_table", "evaluate_at_sizes"]
+__all__ = ["resolve_device", "load_eval_model", "add_eval_source_args", "detect_images", "make_metric", "add_eval_metric_args", "eval_metric_factory", "table_columns", "format_table", "evaluate_at_sizes"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -20,22 +23,47 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_eval_model(*, checkpoint: Optional[str] = None, model: Optional[str] = None, classes: Sequence[str],
-                    device: torch.device):
+def load_eval_model(*, checkpoint: Optional[str] = None, model: Optional[str] = None, pretrained=None,
+                    classes: Optional[Sequence[str]], device: torch.device):
     """The network to evaluate, in eval mode on ``device``: rebuilt from a gluon-bof
-    ``checkpoint`` or built from a zoo name ``model``. Its classes must be ``classes`` (the
-    dataset's). Returns ``(net, display_name)``."""
-    from .model_zoo import get_model
-    from .utils.checkpoint import build_model_from_checkpoint
+    ``checkpoint``, or built from a zoo name ``model`` with ``pretrained`` weights: True for
+    GluonCV's published weights (fetched and verified by the weights store), or a file (GluonCV
+    ``.params`` or a gluon-bof ``.pth``). A ``*_custom`` zoo name is built for ``classes``, as
+    GluonCV's ``get_model(name, classes=...)``. Random weights are refused: they measure nothing.
+    The network's classes must be ``classes`` (the dataset's) unless that is None (drawing on
+    images). Returns ``(net, display_name)``.
 
+    Raises :class:`~gluon_bof.errors.ConfigError` (a message naming what to change) for a missing
+    ``pretrained``, a custom model without weights or classes that differ from the dataset's."""
     if checkpoint:
         net, _ = build_model_from_checkpoint(checkpoint)
         name = os.path.basename(checkpoint)
     else:
-        net, name = get_model(model), model
-    if list(net.classes) != list(classes):
-        raise SystemExit(f"the model's classes {list(net.classes)} differ from the dataset's {list(classes)}")
+        if not pretrained:
+            raise ConfigError(f"--model {model} alone has random weights: add --pretrained (GluonCV's published "
+                              f"weights) or --pretrained FILE (.params or .pth), or use --checkpoint")
+        custom = model.lower().endswith("_custom")
+        if custom and pretrained is True:
+            raise ConfigError(f"{model} has no published weights (its classes are yours): --pretrained FILE")
+        if custom and classes is None:
+            raise ConfigError(f"{model} needs the classes of a dataset (--data-root)")
+        net = get_model(model, pretrained=pretrained, **({"classes": list(classes)} if custom else {}))
+        name = model if pretrained is True else f"{model} ({os.path.basename(str(pretrained))})"
+    if classes is not None and list(net.classes) != list(classes):
+        raise ConfigError(f"{name} predicts {len(net.classes)} classes {list(net.classes)[:4]}..., the dataset "
+                          f"has {len(classes)} {list(classes)[:4]}...: evaluate on its dataset (--dataset, "
+                          f"--data-root) or use the *_custom model for these classes")
     return net.to(device).eval(), name
+
+
+def add_eval_source_args(parser) -> None:
+    """``--checkpoint`` or ``--model NAME --pretrained [FILE]``: what the eval scripts evaluate."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a gluon-bof training checkpoint (.pth)")
+    src.add_argument("--model", help="a zoo name (e.g. yolo3_darknet53_voc); needs --pretrained")
+    parser.add_argument("--pretrained", nargs="?", const=True, default=None, metavar="FILE",
+                        help="with --model: GluonCV's published weights (no FILE: downloaded, sha1-checked and "
+                             "cached under GLUON_BOF_HOME), or FILE, a GluonCV .params or a gluon-bof .pth")
 
 
 @torch.no_grad()
@@ -76,8 +104,8 @@ def make_metric(name: str, dataset, *, data_shape: Optional[Sequence[int]] = Non
 
     if name == "coco":
         if not hasattr(dataset, "coco"):
-            raise SystemExit(f"--metric coco needs a COCO-format dataset (--dataset coco), not {dataset}; "
-                             "python -m gluon_bof.data.convert turns a VOC layout into one")
+            raise ConfigError(f"--metric coco needs a COCO-format dataset (--dataset coco), not {dataset}; "
+                              "python -m gluon_bof.data.convert turns a VOC layout into one")
         return COCODetectionMetric(dataset, save_prefix=save_prefix, cleanup=save_prefix is None,
                                    data_shape=data_shape, legacy_plus_one=legacy_plus_one, backend=coco_backend)
     if name not in ("voc07", "voc"):

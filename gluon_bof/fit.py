@@ -24,6 +24,7 @@ from .errors import CheckpointError, ConfigError
 from .utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .utils.distributed import barrier, is_main_process
 from .utils.lr_scheduler import plot_lr_schedule
+from .utils.threads import configure_threads
 from .utils.viz import plot_history
 
 __all__ = ["fit", "restore", "training_semantics", "start_run", "decay_epochs", "build_optimizer_and_schedule",
@@ -78,10 +79,12 @@ def restore(path: str, model, optimizer=None, lr_scheduler=None, scaler=None) ->
 
 
 def start_run(*, save_prefix: str, rank: int, world_size: int, seed: int, batch_size: int,
-              settings: dict, name: str = "train", accumulate: int = 1) -> int:
+              settings: dict, name: str = "train", accumulate: int = 1, num_workers: int = 0,
+              threads: Optional[int] = None) -> int:
     """Common start of a training script: logs to ``{save_prefix}_train.log`` (rank 0), logs the
-    resolved ``settings``, seeds torch, and returns the per-process batch size
-    ``batch_size / world_size``.
+    resolved ``settings``, sets the CPU thread counts (``utils.threads.configure_threads`` for
+    ``num_workers`` data workers; ``threads`` overrides), seeds torch, and returns the per-process
+    batch size ``batch_size / world_size``.
 
     ``batch_size`` is the global batch of one optimizer update (GluonCV's meaning). With gradient
     accumulation (``accumulate`` N) each process runs it as N micro-batches of
@@ -91,6 +94,7 @@ def start_run(*, save_prefix: str, rank: int, world_size: int, seed: int, batch_
     setup_logger(save_prefix + "_train.log", rank)
     log = logging.getLogger(name)
     log.info("arguments: %s", settings)
+    configure_threads(num_workers, threads)
     torch.manual_seed(seed)
     if accumulate < 1:
         raise ConfigError(f"gradient accumulation needs >= 1 micro-batch, got {accumulate}")

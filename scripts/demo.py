@@ -2,10 +2,12 @@
 """Run a detector on images and write PNGs with the detections drawn.
 
     python scripts/demo.py --checkpoint runs/demo/yolo3_mobilenet0.25_voc_best.pth --out detections.png
-    python scripts/demo.py --model yolo3_darknet53_voc --images a.jpg b.jpg --out-dir out/
+    python scripts/demo.py --model yolo3_darknet53_voc --pretrained --images a.jpg b.jpg --out-dir out/
 
 Without --images it takes the first --num-images images of the test split under --data-root
 (default: the built-in generated data). --out writes one grid of all images; --out-dir one PNG each.
+Each image's line says how many detections it drew (score >= --thresh) and its highest score, so a
+weak model's empty pictures are explained.
 """
 import argparse
 import math
@@ -16,24 +18,28 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.data.base import read_image  # noqa: E402
-from gluon_bof.evaluation import detect_images  # noqa: E402
-from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
+from gluon_bof.config import add_threads_arg  # noqa: E402
+from gluon_bof.errors import ConfigError  # noqa: E402
+from gluon_bof.evaluation import add_eval_source_args, detect_images, load_eval_model, resolve_device  # noqa: E402
+from gluon_bof.utils.checkpoint import load_checkpoint  # noqa: E402
+from gluon_bof.utils.threads import configure_threads  # noqa: E402
 from gluon_bof.utils.viz import plot_bbox, save_figure  # noqa: E402
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Draw detections on images.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a gluon-bof checkpoint (.pth)")
-    src.add_argument("--model", help="a zoo model name")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    add_eval_source_args(p)
     p.add_argument("--images", nargs="*", default=None, help="image files (default: test split images)")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--num-images", type=int, default=6)
-    p.add_argument("--data-shape", type=int, default=None, help="input size (default: the checkpoint's)")
+    p.add_argument("--data-root", default=None,
+                   help="VOC-layout data whose test images are drawn without --images, and whose classes a "
+                        "*_custom --model is built for (default: the built-in generated data)")
+    p.add_argument("--num-images", type=int, default=6, help="test images drawn without --images")
+    p.add_argument("--data-shape", type=int, default=None, help="input size (default: the checkpoint's, else 416)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
+    add_threads_arg(p)
     p.add_argument("--thresh", type=float, default=0.5, help="score threshold for drawing")
     p.add_argument("--out", default="", help="one PNG grid of all images")
     p.add_argument("--out-dir", default="", help="one PNG per image")
@@ -43,23 +49,32 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if not (args.out or args.out_dir):
-        raise SystemExit("give --out FILE.png and/or --out-dir DIR")
-    if args.checkpoint:
-        net, state = build_model_from_checkpoint(args.checkpoint)
-        shape = args.data_shape or state.get("args", {}).get("data_shape", 416)
-    else:
-        net, shape = model_zoo.get_model(args.model), args.data_shape or 416
-    net.eval()
-    paths = args.images
-    if not paths:
+        raise ConfigError("give --out FILE.png and/or --out-dir DIR")
+    configure_threads(0, args.threads)
+    val_set = None
+    if not args.images or (args.model and args.model.lower().endswith("_custom")):
         _, val_set = build.build_datasets("voc", args.data_root, train=False)
-        paths = [val_set.image_path(i) for i in range(min(args.num_images, len(val_set)))]
+    shape = args.data_shape
+    if args.checkpoint:
+        shape = shape or load_checkpoint(args.checkpoint).get("args", {}).get("data_shape", 416)
+        classes = None
+    else:
+        shape = shape or 416
+        classes = val_set.classes if val_set is not None and args.model.lower().endswith("_custom") else None
+    device = resolve_device(args.device)
+    net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, pretrained=args.pretrained,
+                                classes=classes, device=device)
+    paths = args.images or [val_set.image_path(i) for i in range(min(args.num_images, len(val_set)))]
     cols = min(3, len(paths))
     rows = math.ceil(len(paths) / cols)
     grid = plt.figure(figsize=(5 * cols, 5 * rows)) if args.out else None
     for i, path in enumerate(paths):
         img = read_image(path)
-        ids, scores, bboxes = detect_images(net, [img], data_shape=shape)[0]
+        ids, scores, bboxes = detect_images(net, [img], data_shape=shape, device=device)[0]
+        shown = scores >= args.thresh
+        top = f"highest score {scores.max():.3f}" if len(scores) else "no detection at all"
+        print(f"{os.path.basename(path)}: {int(shown.sum())} detections with score >= {args.thresh} "
+              f"({top}{'; lower --thresh to see weaker ones' if len(scores) and not shown.any() else ''})")
         if grid is not None:
             plot_bbox(img, bboxes, scores, ids, thresh=args.thresh, class_names=net.classes,
                       ax=grid.add_subplot(rows, cols, i + 1))

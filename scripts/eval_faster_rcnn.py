@@ -22,20 +22,20 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gluon_bof.data import build  # noqa: E402
-from gluon_bof.evaluation import add_eval_metric_args, eval_metric_factory, evaluate_at_sizes, load_eval_model, \
+from gluon_bof.evaluation import add_eval_metric_args, add_eval_source_args, eval_metric_factory, evaluate_at_sizes, load_eval_model, \
     resolve_device  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.config import add_threads_arg  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
+from gluon_bof.utils.threads import configure_threads  # noqa: E402
 
 logger = logging.getLogger("eval_faster_rcnn")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Evaluate Faster R-CNN on VOC-style data.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a gluon-bof training checkpoint (.pth)")
-    src.add_argument("--model", help="a zoo name, e.g. faster_rcnn_resnet50_v1b_voc (random weights)")
+                                formatter_class=HelpFormatter, epilog=__doc__)
+    add_eval_source_args(p)
     p.add_argument("--short", type=int, nargs="+", default=None, help="shorter sides, e.g. 600 800")
     p.add_argument("--max-size", type=int, nargs="+", default=None, help="longer-side bounds, e.g. 1000 1333")
     p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
@@ -43,7 +43,8 @@ def parse_args(argv=None):
     add_eval_metric_args(p)
     p.add_argument("--batch-size", type=int, default=1, help="images per batch (GluonCV: 1 per device)")
     p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
+    add_threads_arg(p)
     p.add_argument("--save-dir", default="", help="write eval.json and per-class AP PNGs here")
     args = p.parse_args(argv)
     if args.short and args.max_size and len(args.max_size) not in (1, len(args.short)):
@@ -62,9 +63,11 @@ def eval_sizes(short, max_size, net):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger()
+    configure_threads(args.num_workers, args.threads)
     device = resolve_device(args.device)
     _, val_set = build.build_datasets(args.dataset, args.data_root, train=False)
-    net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, classes=val_set.classes, device=device)
+    net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, pretrained=args.pretrained,
+                                classes=val_set.classes, device=device)
     metric_name, metric = eval_metric_factory(args.metric, args.dataset, val_set, save_dir=args.save_dir,
                                               legacy_plus_one=args.legacy_plus_one, coco_backend=args.coco_backend)
     runs = [(f"{s}x{m}", f"short {s}, max size {m}",

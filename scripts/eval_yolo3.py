@@ -18,26 +18,27 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gluon_bof.data import build  # noqa: E402
-from gluon_bof.evaluation import add_eval_metric_args, eval_metric_factory, evaluate_at_sizes, load_eval_model, \
+from gluon_bof.evaluation import add_eval_metric_args, add_eval_source_args, eval_metric_factory, evaluate_at_sizes, load_eval_model, \
     resolve_device  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.config import add_threads_arg  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
+from gluon_bof.utils.threads import configure_threads  # noqa: E402
 
 logger = logging.getLogger("eval_yolo3")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Evaluate YOLOv3 on VOC-style data.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a gluon-bof training checkpoint (.pth)")
-    src.add_argument("--model", help="a zoo name, e.g. yolo3_darknet53_voc (random weights unless --pretrained)")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    add_eval_source_args(p)
     p.add_argument("--data-shape", type=int, nargs="+", default=[416])
     p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
     p.add_argument("--data-root", default=None, help="dataset root (default: the built-in generated data)")
     add_eval_metric_args(p)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
+    add_threads_arg(p)
     p.add_argument("--save-dir", default="", help="write eval.json and per-class AP PNGs here")
     return p.parse_args(argv)
 
@@ -45,9 +46,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     setup_logger()
+    configure_threads(args.num_workers, args.threads)
     device = resolve_device(args.device)
     _, val_set = build.build_datasets(args.dataset, args.data_root, train=False)
-    net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, classes=val_set.classes, device=device)
+    net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, pretrained=args.pretrained,
+                                classes=val_set.classes, device=device)
     metric_name, metric = eval_metric_factory(args.metric, args.dataset, val_set, save_dir=args.save_dir,
                                               legacy_plus_one=args.legacy_plus_one, coco_backend=args.coco_backend,
                                               data_shape=lambda key: (key, key))

@@ -22,12 +22,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 
 CLS_SMALL = ("--input-size 64 --batch-size 64 --num-epochs 6 --lr 0.4 --lr-mode cosine --warmup-epochs 1 "
-             "--no-wd --label-smoothing --mixup-off-epoch 1 -j 1 --save-frequency 0 --log-interval 1000")
+             "--no-wd --label-smoothing -j 1 --save-frequency 0 --log-interval 1000")
 DET_SMALL = ("--head-channels 64,32,32 --obj-prior 0.01 --epochs 6 --batch-size 8 -j 1 "
-             "--random-shape-min 128 --random-shape-max 224 --data-shape 192 --no-mixup-epochs 2 "
+             "--random-shape-min 128 --random-shape-max 224 --data-shape 192 "
              "--label-smooth --no-wd --lr 0.005 --lr-mode cosine --warmup-epochs 1 --val-interval 6 "
              "--save-interval 0 --log-interval 1000")
 
@@ -47,12 +47,16 @@ def _best(history_json, key):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--out", default="runs/mixup_study", help="output folder")
     p.add_argument("--model", default="mobilenet0.25", help="classifier = detector backbone (YOLOv3: "
                                                              "darknet53, mobilenet1.0, mobilenet0.25)")
     p.add_argument("--cls-args", default=CLS_SMALL, help="extra train_imagenet.py flags")
     p.add_argument("--det-args", default=DET_SMALL, help="extra train_yolo3.py flags")
+    p.add_argument("--cls-mixup-args", default="--mixup --mixup-off-epoch 1",
+                   help="train_imagenet.py flags of the mixup classifier runs only")
+    p.add_argument("--det-mixup-args", default="--mixup --no-mixup-epochs 2",
+                   help="train_yolo3.py flags of the mixup detector runs only")
     p.add_argument("--data-root", default=None, help="detection data (default: built-in); the classifier "
                                                      "uses its crops unless --cls-args has --data-dir")
     args = p.parse_args(argv)
@@ -63,7 +67,7 @@ def main(argv=None):
         tag = "cls_mixup" if cls_mixup else "cls_plain"
         save_dir = os.path.join(args.out, tag)
         cmd = [py, os.path.join(HERE, "train_imagenet.py"), "--model", args.model, "--save-dir", save_dir,
-               *shlex.split(args.cls_args), *(["--mixup"] if cls_mixup else [])]
+               *shlex.split(args.cls_args), *(shlex.split(args.cls_mixup_args) if cls_mixup else [])]
         seconds = _run(cmd, os.path.join(args.out, f"{tag}.log"))
         prefix = os.path.join(save_dir, f"imagenet_{args.model}")
         results["classifier"][tag] = {"top1": _best(prefix + "_history.json", "top1"), "seconds": seconds,
@@ -75,7 +79,7 @@ def main(argv=None):
             cmd = [py, os.path.join(HERE, "train_yolo3.py"), "--network", args.model,
                    "--pretrained-base", cls["checkpoint"], "--save-prefix", os.path.join(args.out, tag) + "/",
                    *(["--data-root", args.data_root] if args.data_root else []),
-                   *shlex.split(args.det_args), *(["--mixup"] if det_mixup else [])]
+                   *shlex.split(args.det_args), *(shlex.split(args.det_mixup_args) if det_mixup else [])]
             seconds = _run(cmd, os.path.join(args.out, f"{tag}.log"))
             history = os.path.join(args.out, tag, f"yolo3_{args.model}_voc_history.json")
             if not os.path.isfile(history):  # custom classes (the built-in data)

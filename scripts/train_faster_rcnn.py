@@ -100,7 +100,7 @@ def run(args, ctx):
     save_prefix = args.save_prefix + net_name
     batch_size = start_run(save_prefix=save_prefix, rank=ctx.rank, world_size=ctx.world_size, seed=args.seed,
                            batch_size=args.batch_size, settings=vars(args), name=logger.name,
-                           accumulate=args.accumulate)
+                           accumulate=args.accumulate, num_workers=args.num_workers, threads=args.threads)
     short = parse_ints(args.short)
     short = short[0] if len(short) == 1 else tuple(short)
 

@@ -32,9 +32,9 @@ from gluon_bof.nn.classification import DISTILL_MODES, INIT_MODES, SMOOTHING_MOD
 from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
 from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
-from gluon_bof.config import add_semantics_args, device_for_gpus  # noqa: E402
+from gluon_bof.config import add_semantics_args, add_threads_arg, check_batch_split, device_for_gpus  # noqa: E402
 from gluon_bof.errors import ConfigError  # noqa: E402
-from gluon_bof.utils.cli import HelpFormatter, parse_ints, run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, parse_ints, parser_error, run_script  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
 
 logger = logging.getLogger("train_imagenet")
@@ -50,7 +50,8 @@ def parse_args(argv=None):
                                        "(default: the built-in data's object crops)")
     a("--batch-size", type=int, default=32, help="GLOBAL mini-batch (all processes; GluonCV: per device)")
     a("--num-workers", "-j", dest="num_workers", type=int, default=4)
-    a("--device", default="auto", help="auto | cpu | cuda")
+    a("--device", default="auto", help="auto | cpu | cuda | cuda:K")
+    add_threads_arg(p)
     a("--num-gpus", type=int, default=None,
       help="GluonCV's flag: 0 trains on the CPU, 1 on the GPU; more GPUs run one process each under torchrun "
            "(--nproc_per_node N), so N > 1 is refused with that command")
@@ -111,15 +112,19 @@ def parse_args(argv=None):
     if args.input_size is None:
         args.input_size = 299 if args.model.lower().startswith("inception") else 224
     if args.mixup and args.mixup_off_epoch >= args.num_epochs:
-        p.error(f"--mixup would never mix: --mixup-off-epoch {args.mixup_off_epoch} turns it off for the last "
+        parser_error(p, f"--mixup would never mix: --mixup-off-epoch {args.mixup_off_epoch} turns it off for the last "
                 f"{args.mixup_off_epoch} of --num-epochs {args.num_epochs}")
     if args.num_gpus is not None:
         try:
             args.device = device_for_gpus(",".join(map(str, range(args.num_gpus))), args.device)
         except ConfigError as e:
-            p.error(str(e).replace("--gpus", "--num-gpus"))
+            parser_error(p, str(e).replace("--gpus", "--num-gpus"))
+    try:
+        check_batch_split(args.batch_size, int(os.environ.get("WORLD_SIZE", "1")), args.accumulate)
+    except ConfigError as e:
+        parser_error(p, str(e))
     if not args.mixup and args.mixup_off_epoch:
-        p.error(f"--mixup-off-epoch {args.mixup_off_epoch} has no effect without --mixup")
+        parser_error(p, f"--mixup-off-epoch {args.mixup_off_epoch} has no effect without --mixup")
     return args
 
 
@@ -159,7 +164,7 @@ def run(args, ctx):
     save_prefix = os.path.join(args.save_dir, f"{args.save_prefix}imagenet_{args.model.lower()}")
     batch_size = start_run(save_prefix=save_prefix, rank=ctx.rank, world_size=ctx.world_size, seed=args.seed,
                            batch_size=args.batch_size, settings=vars(args), name=logger.name,
-                           accumulate=args.accumulate)
+                           accumulate=args.accumulate, num_workers=args.num_workers, threads=args.threads)
     if args.logging_file:  # GluonCV's --logging-file instead of <save prefix>_train.log
         setup_logger(args.logging_file, ctx.rank)
     data_dir = args.data_dir

@@ -64,7 +64,7 @@ def run(args, ctx):
     save_prefix = args.save_prefix + net_name
     batch_size = start_run(save_prefix=save_prefix, rank=ctx.rank, world_size=ctx.world_size, seed=args.seed,
                            batch_size=args.batch_size, settings=vars(args), name=logger.name,
-                           accumulate=args.accumulate)
+                           accumulate=args.accumulate, num_workers=args.num_workers, threads=args.threads)
 
     train_set, val_set = build.build_datasets(args.dataset, args.data_root, args.num_samples)
     model_name, model_kwargs = build.zoo_name("yolo3", args.network, args.dataset, val_set.classes)

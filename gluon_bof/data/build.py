@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..errors import ConfigError
+from ..utils.threads import worker_init
 from .loader import (DetectionBatchSampler, EvalBatchSampler, TransformDataset, detection_collate,
                      detection_pad_collate)
 from .mixup import FixedRatio, MixupDetection
@@ -151,7 +152,7 @@ def yolo3_train_loader(dataset, *, batch_size: int, sizes, num_workers: int = 4,
     sampler = DetectionBatchSampler(len(dataset), batch_size, sizes=sizes, interval=10, shuffle=True,
                                     drop_last=True, seed=seed, rank=rank, world_size=world_size)
     loader = DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
-                        num_workers=num_workers, collate_fn=detection_collate,
+                        num_workers=num_workers, worker_init_fn=worker_init, collate_fn=detection_collate,
                         persistent_workers=False, pin_memory=False)
     return loader, sampler, mixup_set
 
@@ -167,7 +168,7 @@ def yolo3_val_loader(dataset, *, batch_size: int, data_shape: int, num_workers: 
     transform = YOLO3DefaultValTransform(data_shape, data_shape)
     sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size)
     return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
-                      num_workers=num_workers, collate_fn=detection_collate)
+                      num_workers=num_workers, worker_init_fn=worker_init, collate_fn=detection_collate)
 
 
 def mixup_switch(mixup_set, settings: Optional[MixupSettings], *, epochs: int, no_mixup_epochs: Optional[int]):
@@ -216,7 +217,7 @@ def faster_rcnn_train_loader(dataset, *, batch_size: int, short=600, max_size: i
     sampler = AspectRatioBatchSampler.from_dataset(dataset, batch_size, shuffle=True, drop_last=True,
                                                    seed=seed, rank=rank, world_size=world_size)
     loader = DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler, num_workers=num_workers,
-                        collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
+                        worker_init_fn=worker_init, collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
                         persistent_workers=False, pin_memory=False, generator=_loader_generator(seed))
     return loader, sampler, mixup_set
 
@@ -238,5 +239,5 @@ def faster_rcnn_val_loader(dataset, *, batch_size: int = 1, short: int = 600, ma
     sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size,
                                group_ids=aspect_ratio_groups(dataset) if batch_size > 1 else None)
     return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler, num_workers=num_workers,
-                      collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
+                      worker_init_fn=worker_init, collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
                       generator=_loader_generator(0))

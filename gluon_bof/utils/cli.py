@@ -8,7 +8,7 @@ import sys
 
 from ..errors import GluonBofError
 
-__all__ = ["HelpFormatter", "default_data_root", "parse_ints", "run_script", "USER_ERRORS"]
+__all__ = ["HelpFormatter", "parser_error", "default_data_root", "parse_ints", "run_script", "USER_ERRORS"]
 
 # what a user's mistake raises (bad flags, files, data): one line and exit status 2, no traceback
 USER_ERRORS = (GluonBofError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
@@ -30,6 +30,15 @@ def run_script(main, argv=None) -> None:
         message = str(e)
     if os.environ.get("RANK", "0") == "0":
         print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def parser_error(parser: argparse.ArgumentParser, message: str) -> None:
+    """``parser.error(message)`` (usage, ``<prog>: error: <message>``, exit status 2) printed by
+    rank 0 only, so torchrun's processes do not repeat it on top of each other."""
+    if os.environ.get("RANK", "0") == "0":
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
 
 

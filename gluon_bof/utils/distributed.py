@@ -10,6 +10,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
+from gluon_bof.nn.sync_bn import convert_cross_gpu_bn
+
 __all__ = ["DistContext", "init_distributed", "run_in_process_group", "cleanup", "is_main_process", "get_rank",
            "get_world_size", "barrier", "all_gather_object", "any_process", "bn_groups",
            "convert_sync_batchnorm"]
@@ -37,18 +41,20 @@ def init_distributed(device: str = "auto", backend: str = None) -> DistContext:
     """Initialises the process group when launched by torchrun and picks this process's device.
 
     Args:
-        device: 'auto' (CUDA if available, else CPU), 'cpu' or 'cuda'.
+        device: 'auto' (CUDA if available, else CPU), 'cpu', 'cuda', or 'cuda:K' (GPU K, one
+            process only; under torchrun each process takes the GPU of its LOCAL_RANK).
         backend: process-group backend; default NCCL on CUDA, gloo on CPU.
     """
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but CUDA is not available")
+        raise ConfigError(f"--device {device} was asked for but CUDA is not available here")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
+        index = int(device.split(":")[1]) if ":" in device and world_size == 1 else local_rank
+        torch.cuda.set_device(index)
+        dev = torch.device("cuda", index)
     else:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
@@ -126,22 +132,26 @@ def bn_groups(world_size: int, group_size: int) -> list[list[int]]:
     return [list(range(start, start + group_size)) for start in range(0, world_size, group_size)]
 
 
-def convert_sync_batchnorm(model: torch.nn.Module, group_size: int | None = None) -> torch.nn.Module:
-    """Converts BatchNorm layers to ``torch.nn.SyncBatchNorm`` sharing statistics across processes.
+def convert_sync_batchnorm(model: torch.nn.Module, group_size: int | None = None,
+                           biased_running_var: bool = True) -> torch.nn.Module:
+    """Converts BatchNorm layers to :class:`~gluon_bof.nn.sync_bn.CrossGPUBatchNorm2d` (MegDet's
+    Cross-GPU BN) sharing batch statistics across processes, on any backend (gloo on CPU, NCCL).
 
     Args:
-        model: the network; its BatchNorm layers are replaced (``SyncBatchNorm.convert_sync_batchnorm``).
+        model: the network; every ``nn.BatchNorm2d`` (subclasses included) and ``nn.SyncBatchNorm``
+            is replaced in place by a layer holding the same parameters and buffers
+            (:func:`~gluon_bof.nn.sync_bn.convert_cross_gpu_bn`); frozen BatchNorm is left alone.
         group_size: ``None`` (or the world size): all processes share batch statistics. ``K``: the
             world is split into groups of K consecutive ranks (``bn_groups``), each with its own
             process group; statistics are shared within a group only. ``1``: plain per-process
             BatchNorm, the model is returned unchanged. Must divide the world size.
+        biased_running_var: ``running_var`` is updated with the biased batch variance (MXNet's and
+            GluonCV's rule) when True, with the unbiased one (torch's) when False.
 
     Collective: in a distributed run every rank must call this with the same ``group_size`` (each
     rank creates every group with ``torch.distributed.new_group``, in the same order). In a single
     process this warns and returns the model unchanged: there is nothing to synchronise.
-
-    Note: torch's SyncBatchNorm synchronises only CUDA/XPU (or PrivateUse1) tensors; its training
-    forward raises ValueError on CPU tensors once a process group exists (eval mode works).
+    Returns the model (assign the result).
     """
     world_size = get_world_size()
     if world_size == 1:
@@ -160,7 +170,4 @@ def convert_sync_batchnorm(model: torch.nn.Module, group_size: int | None = None
             group = dist.new_group(ranks=ranks)
             if rank in ranks:
                 process_group = group
-    if any(p.device.type == "cpu" for p in model.parameters()):
-        logger.warning("SyncBatchNorm does not support CPU tensors in training mode "
-                       "(torch raises ValueError in forward); use CUDA devices")
-    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group=process_group)
+    return convert_cross_gpu_bn(model, process_group, biased_running_var)

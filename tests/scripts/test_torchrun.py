@@ -46,8 +46,8 @@ def _torchrun(root, prefix, *extra, wait=True):
 
 
 def test_two_processes_only_rank0_writes_and_logs_once(synthetic_root, tmp_path):
-    _torchrun(synthetic_root, str(tmp_path) + "/", "--epochs", "1", "--lr-base-batch", "2", "--accumulate", "2",
-              "--grad-checkpoint")
+    _torchrun(synthetic_root, str(tmp_path) + "/", "--epochs", "1", "--no-mixup-epochs", "0", "--lr-base-batch", "2",
+              "--accumulate", "2", "--grad-checkpoint")
     prefix = str(tmp_path / NAME)
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(prefix) + s for s in (
         "_train.log", "_lr.png", "_last.pth", "_last.json", "_best.pth", "_best.json", "_best_map.log",
@@ -105,3 +105,15 @@ def test_accumulating_run_stopped_and_resumed_equals_uninterrupted_run(synthetic
     full = load_checkpoint(str(tmp_path / "full" / f"{NAME}_last.pth"))
     assert full["lr_scheduler"]["num_update"] == 8  # 2 epochs x 16 / 4: one schedule step per update
     stop_resume_and_compare(run, str(tmp_path / "part") + "/", f"{NAME}_last.pth", full)
+
+
+@pytest.mark.slow
+def test_syncbn_trains_on_cpu_under_torchrun(synthetic_root, tmp_path):
+    # --syncbn over gloo (torch's SyncBatchNorm could only train on CUDA): 2 updates, every
+    # BatchNorm a cross-process one that updated its statistics twice
+    _torchrun(synthetic_root, str(tmp_path) + "/", "--epochs", "1", "--no-mixup-epochs", "0", "--max-epoch-iters", "2",
+              "--syncbn")
+    model = load_checkpoint(str(tmp_path / f"{NAME}_last.pth"))["model"]
+    tracked = {k: int(v) for k, v in model.items() if k.endswith("num_batches_tracked")}
+    assert len(tracked) > 40 and set(tracked.values()) == {2}
+    assert all(torch.isfinite(v).all() for k, v in model.items() if "running" in k)
