@@ -35,6 +35,9 @@ from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
 from gluon_bof.utils.cli import run_script  # noqa: E402
 
 
+SHOWN = 10  # clean objects listed per model (all are in elephant.json)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
@@ -169,11 +172,14 @@ def main(argv=None):
     for r in results:
         print(f"| {r['model']:<{width}} | {fmt(r['recall'])} ({r['hits']}/{n}) | "
               f"{fmt(r['disappear_share'])} ({r['disappeared']}/{r['pairs']} pairs) | {len(r['clean_objects'])} |")
-    for r in results:
-        print(f"{r['model']}:")
-        for o in r["clean_objects"]:
+    for r in results:  # the objects lost most often; every object is in elephant.json
+        objects = sorted(r["clean_objects"], key=lambda o: -(o["share"] or 0.0))
+        print(f"{r['model']}: {len(objects)} clean objects" + (", most often lost:" if objects else ""))
+        for o in objects[:SHOWN]:
             print(f"    scene {o['scene']} {o['name']:>10s} {o['score']:.2f} at {[round(v) for v in o['box']]}: "
                   f"lost in {o['lost']}/{o['counted']} frames")
+        if len(objects) > SHOWN:
+            print(f"    ... {len(objects) - SHOWN} more in elephant.json")
     summary = dict(scenes=[args.scene] if args.scene else [f"built-in test image {i}" for i in indices],
                    patch=args.patch or "built-in crop", patch_class=patch_name, alpha=alpha is not None,
                    sizes=args.sizes, grid=args.grid, stride=args.stride, thresh=args.thresh, iou=args.iou,

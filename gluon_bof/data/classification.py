@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..utils.cli import run_script
 from .base import DatasetError, check_dir, read_image
 from .loader import DetectionBatchSampler
 
@@ -227,6 +228,10 @@ class MixupCollate:
     smooth_targets`), then with ``alpha`` > 0 and ``enabled``, images and targets are mixed with
     the reversed batch with ``lam ~ Beta(alpha, alpha)`` drawn from the batch seed (GluonCV smooths
     both mixed targets with the same eps). ``enabled`` is switched per epoch (``--mixup-off-epoch``).
+
+    :meth:`draw` is the one place the ratio is drawn: a subclass that overrides it replays
+    recorded ratios (tests/scripts/test_imagenet_trajectory.py replays GluonCV's) while
+    ``enabled`` and ``alpha`` keep deciding, as for every user, whether a batch is mixed at all.
     """
 
     def __init__(self, num_classes: int, *, alpha: float = 0.0, eps: float = 0.0,
@@ -237,11 +242,15 @@ class MixupCollate:
         self.smoothing_mode = smoothing_mode
         self.enabled = self.alpha > 0
 
+    def draw(self, batch_seed: int) -> float:
+        """``Beta(alpha, alpha)`` drawn from the batch seed alone (the same on every process)."""
+        return float(np.random.default_rng([int(batch_seed), 3]).beta(self.alpha, self.alpha))
+
     def lam(self, batch_seed: int) -> float:
-        """The batch's mixup ratio (1 when mixup is off)."""
+        """The batch's mixup ratio: :meth:`draw` while mixup is on, 1 when it is off."""
         if not (self.enabled and self.alpha > 0):
             return 1.0
-        return float(np.random.default_rng([int(batch_seed), 3]).beta(self.alpha, self.alpha))
+        return self.draw(batch_seed)
 
     def __call__(self, batch):
         from ..nn.classification import mixup, smooth_targets
@@ -272,4 +281,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

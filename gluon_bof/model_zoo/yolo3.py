@@ -253,14 +253,20 @@ class YOLOV3(nn.Module):
         gt_mix = labels[..., 5] if labels.shape[-1] > 5 else None
         valid = (gt_ids >= 0) & (gt_boxes >= 0).all(dim=-1)
         box_preds, centers, scales, objness, cls_preds = (torch.cat(t, dim=1) for t in zip(*outs))
+        # targets are made in float32 (as GluonCV's data pipeline makes them), then meet the
+        # predictions in the wider of float32 and their dtype: a float64 model gets a float64 loss
+        # (torch's BCE would otherwise return, and differentiate in, the float32 target's dtype)
+        dtype = torch.promote_types(objness.dtype, torch.float32)
         with torch.no_grad():
             pre = prefetch_targets([o.anchors for o in self.yolo_outputs], feat_sizes,
                                    (x.shape[2], x.shape[3]), gt_boxes, gt_ids, self.num_class,
                                    gt_mix, valid)
             masked_gt = torch.where(valid[..., None], gt_boxes, torch.full_like(gt_boxes, -1))
-            ignore = ignore_mask(box_preds.detach().float(), masked_gt, self.ignore_iou_thresh)
+            ignore = ignore_mask(box_preds.detach().to(dtype), masked_gt.to(dtype),
+                                 self.ignore_iou_thresh)
             targets = merge_targets(pre, ignore, self.label_smooth, self.label_smooth_mode,
                                     self.label_smooth_eps)
+            targets = [t.to(dtype) for t in targets]
         losses = self.loss(objness, centers, scales, cls_preds, *targets)
         names = ("obj_loss", "center_loss", "scale_loss", "cls_loss")
         return {k: v.mean() for k, v in zip(names, losses)}

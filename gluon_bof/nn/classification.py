@@ -74,10 +74,17 @@ def mixup(images: torch.Tensor, targets: torch.Tensor, lam: float):
             lam * targets + (1 - lam) * targets.flip(0))
 
 
+def _loss_precision(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in at least float32: half-precision (autocast) logits are upcast, float32 and
+    float64 kept (a float64 network's loss stays float64)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with probability targets, averaged over the batch (MXNet's
-    ``SoftmaxCrossEntropyLoss(sparse_label=False)`` then mean): ``mean_b -sum_i q_bi log p_bi``."""
-    logp = F.log_softmax(logits.float(), dim=1)
+    ``SoftmaxCrossEntropyLoss(sparse_label=False)`` then mean): ``mean_b -sum_i q_bi log p_bi``.
+    Computed in float32, or float64 for float64 logits."""
+    logp = F.log_softmax(_loss_precision(logits), dim=1)
     return -(targets.to(logp.dtype) * logp).sum(dim=1).mean()
 
 
@@ -100,9 +107,9 @@ def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, teacher_logit
     if mode not in DISTILL_MODES:
         raise ValueError(f"distillation mode must be one of {DISTILL_MODES}, got {mode!r}")
     t = float(temperature)
-    teacher_prob = F.softmax(teacher_logits.detach().float() / t, dim=1)
+    teacher_prob = F.softmax(_loss_precision(teacher_logits.detach()) / t, dim=1)
     hard = soft_cross_entropy(logits, targets)
-    soft = t * t * soft_cross_entropy(logits.float() / t, teacher_prob)
+    soft = t * t * soft_cross_entropy(_loss_precision(logits) / t, teacher_prob)
     w_hard, w_soft = (hard_weight, 1.0 - hard_weight) if mode == "gluoncv" else (1.0, 1.0)
     return {"hard_loss": w_hard * hard, "soft_loss": w_soft * soft}
 

@@ -4,7 +4,16 @@ from typing import Sequence, Tuple
 import torch
 from torchvision.ops import batched_nms
 
-__all__ = ["box_nms"]
+__all__ = ["box_nms", "non_degenerate", "MIN_BOX_SIZE"]
+
+MIN_BOX_SIZE = 1e-2  # pixels: narrower or flatter boxes are dropped before NMS (torchvision's value)
+
+
+def non_degenerate(boxes: torch.Tensor, min_size: float = MIN_BOX_SIZE) -> torch.Tensor:
+    """Mask of XYXY ``boxes [..., 4]`` at least ``min_size`` wide and high. A zero-area box has no
+    defined IoU, so NMS keeps every copy of it: such boxes are dropped before NMS, as torchvision's
+    detectors do (GluonCV keeps them; they can only be false positives)."""
+    return ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
 
 
 def box_nms(bboxes: Sequence[torch.Tensor], scores: Sequence[torch.Tensor],
@@ -25,7 +34,8 @@ def box_nms(bboxes: Sequence[torch.Tensor], scores: Sequence[torch.Tensor],
         ``ids [B, K, 1]``, ``scores [B, K, 1]``, ``bboxes [B, K, 4]``, sorted by decreasing score
         and padded with -1 (every column) to ``K = post_nms``.
 
-    The candidate order before sorting is GluonCV's: head, class, cell, anchor.
+    The candidate order before sorting is GluonCV's: head, class, cell, anchor. Boxes narrower or
+    flatter than :data:`MIN_BOX_SIZE` are not candidates (:func:`non_degenerate`).
     """
     B = bboxes[0].shape[0]
     flat_boxes, flat_scores, flat_ids = [], [], []
@@ -41,7 +51,7 @@ def box_nms(bboxes: Sequence[torch.Tensor], scores: Sequence[torch.Tensor],
     k = post_nms if post_nms > 0 else boxes.shape[1]
     out = boxes.new_full((B, k, 6), -1.0)
     for b in range(B):
-        cand = (score[b] > valid_thresh).nonzero(as_tuple=True)[0]
+        cand = ((score[b] > valid_thresh) & non_degenerate(boxes[b])).nonzero(as_tuple=True)[0]
         order = torch.sort(score[b, cand], descending=True, stable=True).indices
         cand = cand[order]
         if topk > 0:

@@ -41,7 +41,7 @@ class BatchNorm2d(nn.BatchNorm2d):
         self.biased_running_var = biased_running_var
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.biased_running_var and self.training and self.track_running_stats):
+        if not (self.biased_running_var and self.training and self.track_running_stats) or x.numel() == 0:
             return super().forward(x)
         self._check_input_dim(x)
         self.num_batches_tracked.add_(1)

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from ..data.transforms.bbox import bbox_iou
+from ..nn.nms import MIN_BOX_SIZE
 
 __all__ = ["load_patch", "resize_patch", "patch_positions", "paste", "make_frames",
            "elephant_stats", "merge_stats", "contact_sheet", "save_gif"]
@@ -109,8 +110,15 @@ def make_frames(scene: np.ndarray, rgb: np.ndarray, alpha: Optional[np.ndarray] 
 
 def _matches(dets: Detections, cls: int, box: np.ndarray, thresh: float, iou: float) -> bool:
     ids, scores, boxes = dets
-    sel = (ids == cls) & (scores >= thresh)
+    sel = (ids == cls) & (scores >= thresh) & _valid(boxes)
     return bool(sel.any() and (bbox_iou(boxes[sel], box[None]) >= iou).any())
+
+
+def _valid(boxes: np.ndarray) -> np.ndarray:
+    """Boxes with an area (wider and higher than ``MIN_BOX_SIZE``): a zero-area detection matches
+    nothing and is no object."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return ((boxes[:, 2] - boxes[:, 0]) >= MIN_BOX_SIZE) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_BOX_SIZE)
 
 
 def elephant_stats(clean: Detections, frames: Sequence[Detections], pasted: np.ndarray, *, patch_class: int,
@@ -129,7 +137,7 @@ def elephant_stats(clean: Detections, frames: Sequence[Detections], pasted: np.n
     ``per_size`` ``{size: {frames, hits, recall, pairs, disappeared, disappear_share}}``.
     """
     ids, scores, boxes = clean
-    keep = scores >= thresh
+    keep = (scores >= thresh) & _valid(boxes)  # clean objects: valid detections only
     obj_ids, obj_scores, obj_boxes = ids[keep], scores[keep], boxes[keep].reshape(-1, 4)
     pasted = np.asarray(pasted, np.float32).reshape(-1, 4)
     found = np.array([_matches(d, patch_class, b, thresh, iou) for d, b in zip(frames, pasted)], bool)

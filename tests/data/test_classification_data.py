@@ -143,3 +143,20 @@ def test_mixup_collate_targets_by_hand():
     images, targets = collate(batch)
     np.testing.assert_allclose(targets.numpy(), np.array([q(0), q(2), q(1)]), rtol=1e-6)
     assert images[0, 0, 0, 0] == 0.0
+
+
+def test_mixup_collate_draw_is_the_one_ratio_hook():
+    """``draw`` replaces the Beta draw (replaying recorded ratios); ``enabled`` still decides."""
+    batch = [(torch.full((3, 2, 2), float(i)), label, i, 5) for i, label in enumerate([0, 2, 1])]
+    assert MixupCollate(3, alpha=0.2).lam(5) == float(np.random.default_rng([5, 3]).beta(0.2, 0.2))
+
+    class Replay(MixupCollate):
+        def draw(self, batch_seed):
+            return {5: 0.25}[batch_seed]
+
+    collate = Replay(3, alpha=0.2)
+    images, targets = collate(batch)
+    np.testing.assert_allclose(images[:, 0, 0, 0].numpy(), [0.25 * 0 + 0.75 * 2, 1.0, 0.25 * 2 + 0.75 * 0])
+    np.testing.assert_allclose(targets[0].numpy(), [0.25, 0.75, 0.0])
+    collate.enabled = False
+    assert collate.lam(5) == 1.0 and Replay(3, alpha=0.0).lam(5) == 1.0  # off, or no --mixup

@@ -10,7 +10,7 @@ from torch import nn
 from gluon_bof.model_zoo import rcnn  # noqa: F401  (registers the builders)
 from gluon_bof.model_zoo.registry import get_model, list_models
 from gluon_bof.model_zoo.gluoncv import gluoncv_state
-from gluon_bof.model_zoo.rcnn import FasterRCNN
+from gluon_bof.model_zoo.rcnn import FasterRCNN, SampleDraws
 from gluon_bof.nn.norm import FrozenBatchNorm2d
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -64,6 +64,17 @@ def test_train_contract_backward_and_grads():
     for name in ("rpn.score.weight", "rpn.loc.weight", "class_predictor.weight",
                  "box_predictor.weight", "features.0.weight", "top_features.0.weight"):
         assert dict(net.named_parameters())[name].grad.abs().sum() > 0, name
+
+
+def test_sample_draws_make_training_samples_repeatable():
+    net = tiny().train()
+    assert type(net.sample_draws) is SampleDraws  # torch's global RNG by default
+    x = torch.randn(2, 3, 128, 160)
+    runs = []
+    for _ in range(2):
+        net.sample_draws = SampleDraws(torch.Generator().manual_seed(5))
+        runs.append({k: v.item() for k, v in net(x, LABELS).items()})
+    assert runs[0] == runs[1]
 
 
 def test_images_without_objects():

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from gluon_bof.model_zoo.rcnn import (RCNN_STDS, RPN_STDS, RPNAnchorGenerator, clip_boxes,
-                                      decode_boxes, encode_boxes, generate_base_anchors,
-                                      generate_proposals, rcnn_sample, rcnn_targets, rpn_targets)
+from gluon_bof.model_zoo.rcnn import (RCNN_STDS, RPN_STDS, RPNAnchorGenerator, SampleDraws,
+                                      clip_boxes, decode_boxes, encode_boxes,
+                                      generate_base_anchors, generate_proposals, rcnn_sample,
+                                      rcnn_targets, rpn_targets)
 
 FX = dict(np.load(Path(__file__).resolve().parents[1] / "fixtures" / "rcnn_parts.npz"))
 T = torch.from_numpy
@@ -159,3 +160,41 @@ def test_rcnn_targets_match_gluoncv():
     idx = FX["rcnn_idx"][0].astype(int)
     mask = FX["rcnn_box_m"][0].any(-1).any(-1)  # positives among the sorted indices
     np.testing.assert_allclose(bt[idx][mask].numpy(), FX["rcnn_box_t"][0, mask, 0], atol=1e-5)
+
+
+def test_sample_draws_fix_the_samplers_choices():
+    """``SampleDraws`` is where both samplers take their random choices: a seeded generator
+    repeats them, and an overriding method decides them (the trajectory test's replay)."""
+    anchors = RPNAnchorGenerator(16, 16, (0.5, 1, 2), (2, 4, 8), (32, 32))(torch.zeros(1, 1, 19, 25))
+    inside = ((anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] < 400)
+              & (anchors[:, 3] < 300))
+    many = anchors[inside][::10] + 0.5  # more positive candidates than the 128 kept
+    draw = [rpn_targets(anchors, many, (300, 400), draws=SampleDraws(torch.Generator().manual_seed(3)))
+            for _ in range(2)]
+    assert torch.equal(draw[0].cls_target, draw[1].cls_target)
+
+    class LastFirst(SampleDraws):  # anchors in reverse order: the highest indices are kept
+        def rpn_order(self, n):
+            return torch.arange(n - 1, -1, -1)
+
+    full = rpn_targets(anchors, many, (300, 400), num_sample=10 ** 6)  # every candidate
+    t = rpn_targets(anchors, many, (300, 400), draws=LastFirst())
+    for label in (1, 0):
+        cand = (full.cls_target == label).nonzero()[:, 0]
+        kept = (t.cls_target == label).nonzero()[:, 0]
+        assert torch.equal(kept, cand[-kept.numel():]) and 0 < kept.numel() < cand.numel()
+
+    class Fixed(SampleDraws):
+        def rcnn_pick(self, positive, negative, num_sample, max_pos):
+            assert (num_sample, max_pos) == (4, 1)
+            assert positive.tolist() == [True, False, False, True, False, True]  # gt last
+            assert negative.tolist() == [False, True, True, False, True, False]
+            return torch.tensor([5, 1, 1, 0])  # the ground truth, proposal 1 twice, proposal 0
+
+    rois = torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60], [9, 9, 30, 30], [1, 1, 11, 11],
+                         [40, 40, 90, 90]])
+    gt = torch.tensor([[1.0, 1, 11, 11]])
+    r, samples, _ = rcnn_sample(rois, torch.ones(5, dtype=torch.bool), gt, 4, 0.5, 0.25,
+                                draws=Fixed())
+    assert torch.equal(r, torch.cat([gt, rois[[1, 1, 0]]]))
+    assert samples.tolist() == [1, -1, -1, 1]  # IoU(proposal 0, gt) = 81/119 >= .5

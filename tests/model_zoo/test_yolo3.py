@@ -193,6 +193,27 @@ def test_obj_prior_sets_initial_objectness_loss_by_formula():
         net.init_objectness(1.5)
 
 
+def test_float64_model_computes_its_losses_in_float64():
+    """Targets are made in float32 (as GluonCV's pipeline makes them) but meet a float64 model's
+    predictions in float64: torch's BCE would return (and differentiate in) the float32 target's
+    dtype, rounding the losses of a float64 run to float32 (~1e-7 relative)."""
+    import math
+
+    net = get_model("yolo3_mobilenet0.25_custom", classes=["a", "b"], channels=[16, 8, 8]).double().train()
+    net.init_objectness(0.01)  # after the cast: a float64 bias
+    with torch.no_grad():
+        for out in net.yolo_outputs:
+            out.prediction.weight.zero_()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    losses = net(x, torch.full((2, 1, 6), -1.0))  # no objects: every anchor is a negative
+    anchors = 3 * (2 * 2 + 4 * 4 + 8 * 8)
+    assert losses["obj_loss"].dtype == torch.float64
+    assert losses["obj_loss"].item() == pytest.approx(anchors * -math.log(1 - 0.01), rel=1e-13)
+    losses = net(x, LABELS * torch.tensor([.5, .5, .5, .5, 1, 1]))
+    assert all(v.dtype == torch.float64 for v in losses.values())
+    assert losses["scale_loss"] > 0 and losses["cls_loss"] > 0
+
+
 def test_builder_head_widths_and_scaled_anchors():
     from gluon_bof.model_zoo.yolo3 import YOLO3_ANCHORS, scaled_anchors
 

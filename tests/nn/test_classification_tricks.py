@@ -149,3 +149,18 @@ def test_zero_gamma_blocks_are_identities_on_post_relu_input(name):
     for blk in blocks:
         x = torch.relu(torch.randn(2, blk.conv1.in_channels, 6, 6))
         assert torch.equal(blk(x), x)
+
+
+def test_losses_keep_float64_and_upcast_half_precision():
+    """A float64 network's loss stays float64 (it was computed in float32, so float64 training
+    compared with GluonCV's --dtype float64 at float32 noise); autocast's half logits go to float32."""
+    z = torch.tensor([[1.0, 2.0, 1e-9]], dtype=torch.float64)
+    y = torch.tensor([[0.0, 1.0, 0.0]])
+    exact = -_np_log_softmax([1.0, 2.0, 1e-9])[1]
+    loss = soft_cross_entropy(z, y)
+    assert loss.dtype == torch.float64 and loss.item() == pytest.approx(exact, rel=1e-15)
+    kd = distillation_loss(z, y, z * 2, temperature=3.0, hard_weight=0.5, mode="gluoncv")
+    assert all(v.dtype == torch.float64 for v in kd.values())
+    for dtype in (torch.float16, torch.bfloat16):
+        assert soft_cross_entropy(z.to(dtype), y).dtype == torch.float32
+        assert all(v.dtype == torch.float32 for v in distillation_loss(z.to(dtype), y, z.to(dtype)).values())

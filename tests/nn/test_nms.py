@@ -1,4 +1,5 @@
 """Tests of gluon_bof/nn/nms.py: MXNet box_nms semantics (values probed on MXNet 1.9.1)."""
+import pytest
 import torch
 
 from gluon_bof.nn.nms import box_nms
@@ -44,3 +45,19 @@ def test_disabled_nms_returns_all_pairs_and_empty_batch():
     assert ids[0, :6].eq(0).all() and ids[0, 6:].eq(1).all()
     ids, s, b = box_nms([torch.zeros(2, 3, 4)], [torch.zeros(2, 3, 2)], 0.45, 0.01, 400, 5)
     assert (ids == -1).all() and (b == -1).all() and b.shape == (2, 5, 4)
+
+
+def test_degenerate_boxes_are_not_candidates():
+    """An under-trained YOLOv3 predicts many zero-width copies ([230, 0, 230, 365]): their IoU is
+    undefined, so NMS kept every copy. They are dropped before NMS; proper boxes are untouched."""
+    import torch
+
+    from gluon_bof.nn.nms import box_nms, non_degenerate
+
+    boxes = torch.tensor([[[230.0, 0, 230, 365], [230.0, 0, 230, 365], [230.0, 0, 230.005, 365],
+                           [10.0, 10, 50, 60], [100.0, 100, 140, 100]]])
+    scores = torch.tensor([[[0.99], [0.98], [0.97], [0.6], [0.95]]])
+    assert non_degenerate(boxes[0]).tolist() == [False, False, False, True, False]
+    ids, kept, out = box_nms([boxes], [scores], nms_thresh=0.45, post_nms=5)
+    assert kept[0, :, 0].tolist() == pytest.approx([0.6, -1, -1, -1, -1])
+    assert out[0, 0].tolist() == [10.0, 10, 50, 60]

@@ -115,3 +115,17 @@ def test_positions_paste_and_opaque_patch(tmp_path):
     assert box.tolist() == [10, 5, 18, 11] and (frame[5:11, 10:18] == 200).all()
     cv2.imwrite(str(tmp_path / "opaque.png"), np.full((4, 4, 4), 255, np.uint8))
     assert elephant.load_patch(str(tmp_path / "opaque.png"))[1] is None
+
+
+def test_zero_area_detections_are_no_clean_objects_and_match_nothing():
+    """An under-trained model's zero-width boxes (many identical copies) are not clean objects: the
+    one real object is the only one counted, and a zero-width detection cannot 'find' it."""
+    junk = np.array([[230.0, 0, 230, 365]] * 5)
+    clean = (np.array([1] * 5 + [2]), np.array([0.99] * 5 + [0.8]), np.vstack([junk, [[10, 10, 50, 50]]]))
+    frame_lost = (np.array([2]), np.array([0.9]), np.array([[30.0, 30, 30, 30]]))  # degenerate: no match
+    frame_kept = (np.array([2]), np.array([0.9]), np.array([[11.0, 11, 50, 50]]))
+    with np.errstate(all="raise"):  # no 'invalid value encountered in divide'
+        stats = elephant.elephant_stats(clean, [frame_lost, frame_kept], np.array([[300.0, 300, 310, 310]] * 2),
+                                        patch_class=0)
+    assert [o["cls"] for o in stats["clean_objects"]] == [2]
+    assert (stats["pairs"], stats["disappeared"]) == (2, 1)

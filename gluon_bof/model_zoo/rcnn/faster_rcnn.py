@@ -18,12 +18,13 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import batched_nms, roi_align, roi_pool
 
+from ...nn.nms import non_degenerate
 from ...nn.rcnn_loss import FasterRCNNLoss
 from ..class_map import reuse_index_map
 from ..gluoncv import GluonCVMapping, register_gluoncv_mapping
 from .coder import RCNN_STDS, decode_boxes
 from .rpn import RPN
-from .sampler import rcnn_sample, rcnn_targets, rpn_targets
+from .sampler import SampleDraws, rcnn_sample, rcnn_targets, rpn_targets
 
 __all__ = ["FasterRCNN"]
 
@@ -81,6 +82,11 @@ class FasterRCNN(nn.Module):
       negative class id are padding; boxes of zero size are ignored): a dict of scalar losses
       'rpn_obj_loss', 'rpn_box_loss', 'rcnn_cls_loss', 'rcnn_box_loss' (GluonCV's
       normalisation per image, averaged over the batch).
+
+    Attribute ``sample_draws``: where the training samplers take their random choices (the RPN's
+    anchor subsets, the sampled RoIs), a :class:`.sampler.SampleDraws` on torch's global RNG by
+    default; assign one with a ``torch.Generator`` to fix them, or a subclass that overrides its
+    methods (e.g. a replay of GluonCV's draws, as tests/scripts/test_faster_rcnn_trajectory.py).
     """
 
     def __init__(self, features: nn.Module, top_features: Optional[nn.Module],
@@ -122,6 +128,7 @@ class FasterRCNN(nn.Module):
                                  neg_iou_thresh=rpn_neg_iou_thresh, pos_ratio=rpn_pos_ratio)
         self.rcnn_sampling = dict(num_sample=num_sample, pos_iou_thresh=pos_iou_thresh,
                                   pos_ratio=pos_ratio)
+        self.sample_draws = SampleDraws()
         self.features = features
         self.top_features = top_features
         self.box_features = box_features
@@ -215,7 +222,7 @@ class FasterRCNN(nn.Module):
         cls_ids = torch.arange(C, device=prob.device).expand(P, C)
         for b in range(B):
             score = prob[b]
-            cand = score > 0
+            cand = (score > 0) & non_degenerate(boxes[b])  # clipped boxes off the image have no area
             if self.nms_topk > 0:
                 rank = torch.empty_like(cls_ids)
                 order = torch.sort(score, dim=0, descending=True, stable=True).indices
@@ -255,13 +262,15 @@ class FasterRCNN(nn.Module):
                 gt, gid = lab[:, :4], lab[:, 4]
                 mix = lab[:, 5] if lab.shape[1] > 5 else torch.ones_like(gid)
                 mixed = mixed or bool((mix < 1).any())
-                t = rpn_targets(anchors, gt, sizes[b], **self.rpn_sampling)
+                t = rpn_targets(anchors, gt, sizes[b], draws=self.sample_draws,
+                                **self.rpn_sampling)
                 rpn_cls.append(t.cls_target)
                 rpn_box.append(t.box_target)
                 rpn_w.append(torch.where(t.cls_target > 0, mix[t.matches] if gt.numel() else
                                          torch.ones_like(t.cls_target),
                                          torch.ones_like(t.cls_target)))
-                sr, samples, matches = rcnn_sample(rois[b], valid[b], gt, **self.rcnn_sampling)
+                sr, samples, matches = rcnn_sample(rois[b], valid[b], gt, draws=self.sample_draws,
+                                                   **self.rcnn_sampling)
                 ct, bt = rcnn_targets(sr, samples, matches, gt, gid)
                 s_rois.append(sr)
                 r_cls.append(ct)

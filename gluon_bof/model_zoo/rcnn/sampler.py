@@ -5,8 +5,9 @@
 * :func:`rcnn_sample` = ``RCNNTargetSampler`` and :func:`rcnn_targets` = ``RCNNTargetGenerator``.
 
 Randomness comes from ``torch`` (an optional ``torch.Generator``), not NumPy/MXNet, so draws
-differ from GluonCV's while their distribution is the same. IoUs are ``torchvision.ops.box_iou``
-(no "+1", as MXNet's ``box_iou``).
+differ from GluonCV's while their distribution is the same. Both samplers take their random choices
+from a :class:`SampleDraws`, which a caller may replace to fix the draws. IoUs are
+``torchvision.ops.box_iou`` (no "+1", as MXNet's ``box_iou``).
 """
 from __future__ import annotations
 
@@ -18,18 +19,65 @@ from torchvision.ops import box_iou
 
 from .coder import RCNN_STDS, RPN_STDS, encode_boxes
 
-__all__ = ["RPNTargets", "rpn_targets", "rcnn_sample", "rcnn_targets"]
+__all__ = ["SampleDraws", "RPNTargets", "rpn_targets", "rcnn_sample", "rcnn_targets"]
 
 _EPS = float(np.spacing(np.float32(1.0)))
 
 
-def _drop(mask: torch.Tensor, keep: int, generator: Optional[torch.Generator]) -> torch.Tensor:
-    """Indices of ``mask``'s True entries beyond a random subset of ``keep`` of them."""
+class SampleDraws:
+    """Where the training samplers take their random choices, one call per image and stage.
+
+    * :meth:`rpn_order`: a random order of the image's anchors; :func:`rpn_targets` keeps the
+      positives, then the negatives, that come first in it, up to its quotas (a uniformly random
+      subset of each, as GluonCV's ``np.random.choice``).
+    * :meth:`rcnn_pick`: the RoI candidates :func:`rcnn_sample` takes (GluonCV's
+      ``RCNNTargetSampler``).
+
+    Draws come from ``torch.randperm`` on ``generator`` (None: torch's global RNG). A subclass
+    overriding a method fixes those draws, e.g. to replay another implementation's samples in a
+    test; :class:`~gluon_bof.model_zoo.rcnn.FasterRCNN` uses its ``sample_draws`` attribute.
+    """
+
+    def __init__(self, generator: Optional[torch.Generator] = None):
+        self.generator = generator
+
+    def rpn_order(self, n: int) -> torch.Tensor:
+        """A random permutation of ``0 .. n - 1`` (long)."""
+        return torch.randperm(n, generator=self.generator, device="cpu")
+
+    def rcnn_pick(self, positive: torch.Tensor, negative: torch.Tensor, num_sample: int,
+                  max_pos: int) -> torch.Tensor:
+        """Indices of the candidates to sample (at most ``num_sample``; they may repeat) given
+        the ``[n]`` masks of the positive and negative candidates (the rest are invalid).
+
+        GluonCV's slicing of a random shuffle: the first ``max_pos`` draws prefer positives,
+        then negatives, then invalid candidates; the other ``num_sample - max_pos`` are taken from
+        the shuffled candidates after position ``max_pos``, preferring negatives, then positives,
+        then invalid ones. The two segments may draw a candidate twice. Ties keep the shuffled
+        order (a stable sort, as MXNet's GPU ``argsort``, a radix sort, on which GluonCV trains),
+        so with fewer than ``max_pos`` positives the first segment's negatives are the first
+        shuffled ones, which the second segment rarely draws again. MXNet's CPU ``argsort``
+        (``std::sort``) orders ties its own way, and there the first-segment negatives are nearly
+        always drawn again: with ``k < max_pos`` positives about ``max_pos - k`` sampled
+        negatives are duplicates (measured with MXNet 1.9.1 on CPU: 21 of 22 on average for 10
+        positives among 2003 candidates, 128 samples)."""
+        n = positive.numel()
+        perm = torch.randperm(n, generator=self.generator, device="cpu").to(positive.device)
+        pos_p, neg_p = positive[perm], negative[perm]
+        key = pos_p.long() * 3 + neg_p.long() * 2
+        top = torch.sort(key, descending=True, stable=True).indices[:max_pos]
+        rest = torch.arange(max_pos, n, device=positive.device)
+        key2 = neg_p[rest].long() * 4 + pos_p[rest].long() * 3
+        bottom = rest[torch.sort(key2, descending=True, stable=True).indices[:num_sample - max_pos]]
+        return perm[torch.cat([top, bottom])]
+
+
+def _drop(mask: torch.Tensor, keep: int, rank: torch.Tensor) -> torch.Tensor:
+    """Indices of ``mask``'s True entries beyond the ``keep`` of lowest ``rank``."""
     idx = mask.nonzero(as_tuple=True)[0]
     if idx.numel() <= keep:
         return idx[:0]
-    perm = torch.randperm(idx.numel(), generator=generator, device="cpu").to(idx.device)
-    return idx[perm[keep:]]
+    return idx[torch.argsort(rank[idx])[keep:]]
 
 
 class RPNTargets(NamedTuple):
@@ -44,7 +92,8 @@ class RPNTargets(NamedTuple):
 def rpn_targets(anchors: torch.Tensor, gt_boxes: torch.Tensor, image_size: Tuple[int, int],
                 num_sample: int = 256, pos_iou_thresh: float = 0.7, neg_iou_thresh: float = 0.3,
                 pos_ratio: float = 0.5, stds: Sequence[float] = RPN_STDS,
-                generator: Optional[torch.Generator] = None) -> RPNTargets:
+                generator: Optional[torch.Generator] = None,
+                draws: Optional[SampleDraws] = None) -> RPNTargets:
     """RPN training targets of one image (GluonCV's rules).
 
     Args:
@@ -60,7 +109,8 @@ def rpn_targets(anchors: torch.Tensor, gt_boxes: torch.Tensor, image_size: Tuple
     At most ``round(num_sample * pos_ratio)`` positives are kept at random, and negatives fill
     up to ``num_sample``. A ground truth that overlaps no valid anchor (maximum IoU 0, e.g. a
     degenerate box) has no best anchor here; GluonCV would mark every zero-IoU anchor as its
-    "best" (then mostly overridden as negatives).
+    "best" (then mostly overridden as negatives). The random subsets follow
+    ``draws.rpn_order(N)`` (default: ``SampleDraws(generator)``).
     """
     n = anchors.shape[0]
     h, w = image_size
@@ -81,8 +131,10 @@ def rpn_targets(anchors: torch.Tensor, gt_boxes: torch.Tensor, image_size: Tuple
     samples[(max_a < neg_iou_thresh) & (max_a >= 0)] = -1.0
     max_pos = int(round(num_sample * pos_ratio))
     num_pos = int((samples > 0).sum())
-    samples[_drop(samples > 0, max_pos, generator)] = 0.0
-    samples[_drop(samples < 0, num_sample - min(num_pos, max_pos), generator)] = 0.0
+    order = (draws or SampleDraws(generator)).rpn_order(n).to(anchors.device)
+    rank = torch.argsort(order)  # position of each anchor in the drawn order
+    samples[_drop(samples > 0, max_pos, rank)] = 0.0
+    samples[_drop(samples < 0, num_sample - min(num_pos, max_pos), rank)] = 0.0
     cls_target = torch.where(samples > 0, 1.0, torch.where(samples < 0, 0.0, -1.0))
     box_target = anchors.new_zeros(n, 4)
     pos = samples > 0
@@ -93,7 +145,8 @@ def rpn_targets(anchors: torch.Tensor, gt_boxes: torch.Tensor, image_size: Tuple
 
 def rcnn_sample(rois: torch.Tensor, roi_valid: torch.Tensor, gt_boxes: torch.Tensor,
                 num_sample: int = 128, pos_iou_thresh: float = 0.5, pos_ratio: float = 0.25,
-                generator: Optional[torch.Generator] = None
+                generator: Optional[torch.Generator] = None,
+                draws: Optional[SampleDraws] = None
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draws the RoIs of one image for the RCNN head (GluonCV's ``RCNNTargetSampler``).
 
@@ -101,14 +154,12 @@ def rcnn_sample(rois: torch.Tensor, roi_valid: torch.Tensor, gt_boxes: torch.Ten
         rois: ``[P, 4]`` XYXY proposals; ``roi_valid [P]`` False for padding rows.
         gt_boxes: ``[M, 4]`` ground truths (no padding), also added to the candidates.
 
-    The candidates (proposals then ground truths) are shuffled; positives have IoU >=
-    ``pos_iou_thresh`` with some ground truth, every other valid candidate is negative. The
-    first ``max_pos = round(num_sample * pos_ratio)`` draws prefer positives, then negatives;
-    the other ``num_sample - max_pos`` are taken from the shuffled candidates after position
-    ``max_pos`` preferring negatives, then positives (GluonCV's slicing). Invalid candidates are
-    only drawn when nothing else is left; they (and rows beyond the candidates) are ignored.
-    As in GluonCV, the two segments can draw the same candidate twice (e.g. a negative taken
-    into the first segment when positives are few).
+    The candidates are the proposals then the ground truths; positives have IoU >=
+    ``pos_iou_thresh`` with some ground truth, every other valid candidate is negative.
+    ``draws.rcnn_pick`` (default ``SampleDraws(generator)``) takes up to ``num_sample`` of them,
+    preferring up to ``max_pos = round(num_sample * pos_ratio)`` positives and filling up with
+    negatives (GluonCV's two segments, see :meth:`SampleDraws.rcnn_pick`); invalid candidates
+    (and rows beyond the candidates) are ignored.
 
     Returns:
         ``rois [num_sample, 4]``, ``samples [num_sample]`` (1 positive, -1 negative,
@@ -126,16 +177,8 @@ def rcnn_sample(rois: torch.Tensor, roi_valid: torch.Tensor, gt_boxes: torch.Ten
         matches = torch.zeros(n, dtype=torch.long, device=rois.device)
         pos = torch.zeros(n, dtype=torch.bool, device=rois.device)
     neg = all_valid & ~pos
-    perm = torch.randperm(n, generator=generator, device="cpu").to(rois.device)
-    pos_p, neg_p = pos[perm], neg[perm]
-    # first segment: positives (3) > negatives (2) > ignored (0), stable in shuffled order
-    key = pos_p.long() * 3 + neg_p.long() * 2
-    top = torch.sort(key, descending=True, stable=True).indices[:max_pos]
-    # second segment: from shuffled positions max_pos.., negatives (4) > positives (3) > ignored
-    rest = torch.arange(max_pos, n, device=rois.device)
-    key2 = neg_p[rest].long() * 4 + pos_p[rest].long() * 3
-    bottom = rest[torch.sort(key2, descending=True, stable=True).indices[:num_sample - max_pos]]
-    chosen = perm[torch.cat([top, bottom])]
+    chosen = (draws or SampleDraws(generator)).rcnn_pick(pos, neg, num_sample, max_pos)
+    chosen = chosen.to(rois.device)
     samples = torch.where(pos[chosen], 1.0, torch.where(neg[chosen], -1.0, 0.0))
     out_rois = all_rois[chosen]
     out_matches = matches[chosen]
