@@ -11,7 +11,8 @@ from .data.build import mixup_epochs
 from .errors import ConfigError, GluonBofError
 from .utils.cli import parser_error
 
-__all__ = ["add_common_train_args", "add_threads_arg", "check_batch_split", "add_semantics_args", "check_train_args", "device_for_gpus"]
+__all__ = ["add_common_train_args", "add_threads_arg", "check_batch_split", "add_semantics_args", "check_train_args",
+           "device_for_gpus"]
 
 def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epochs=200, lr=1e-3,
                           lr_decay_epoch="160,180", wd=5e-4, seed=233) -> argparse.ArgumentParser:
@@ -31,27 +32,27 @@ def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epo
     a("--gpus", default=None,
       help="GluonCV's flag: one GPU id ('0') trains on that GPU; several GPUs run one process each under "
            "torchrun (--nproc_per_node N), so a list is refused with that command")
-    a("--epochs", type=int, default=epochs)
+    a("--epochs", type=int, default=epochs, help="training epochs")
     a("--resume", default="", help="checkpoint (.pth) to continue from, exactly where it stopped")
     a("--lr", type=float, default=lr, help="learning rate for --lr-base-batch images")
     a("--lr-base-batch", type=int, default=None,
       help="batch --lr is tuned for: the lr used is lr x batch-size / this (linear scaling rule); "
            "default: --batch-size (no scaling, GluonCV's meaning)")
-    a("--lr-mode", default="step", choices=["step", "cosine", "poly"])
+    a("--lr-mode", default="step", choices=["step", "cosine", "poly"], help="learning-rate schedule after the warmup")
     a("--lr-decay", type=float, default=0.1, help="step decay factor")
     a("--lr-decay-period", type=int, default=0, help="decay every N epochs (0: use --lr-decay-epoch)")
     a("--lr-decay-epoch", default=lr_decay_epoch, help="epochs at which the step mode decays")
     a("--warmup-lr", type=float, default=0.0, help="learning rate warmup starts from")
-    a("--warmup-epochs", type=int, default=0)
-    a("--momentum", type=float, default=0.9)
-    a("--wd", type=float, default=wd)
+    a("--warmup-epochs", type=int, default=0, help="linear warmup epochs from --warmup-lr")
+    a("--momentum", type=float, default=0.9, help="SGD momentum")
+    a("--wd", type=float, default=wd, help="weight decay")
     a("--no-wd", action="store_true", help="no weight decay on biases and BatchNorm gamma/beta")
-    a("--log-interval", type=int, default=100)
+    a("--log-interval", type=int, default=100, help="log losses, lr and throughput every N updates (0: epochs only)")
     a("--save-prefix", default="", help="prefix of checkpoints and logs (a directory ends with /)")
     a("--save-interval", type=int, default=10, help="keep a checkpoint every N epochs")
     a("--checkpoint-iters", type=int, default=0, help="also refresh *_last.pth every N batches")
-    a("--val-interval", type=int, default=1)
-    a("--seed", type=int, default=seed)
+    a("--val-interval", type=int, default=1, help="validate every N epochs (and after the last)")
+    a("--seed", type=int, default=seed, help="random seed (data order, augmentation, mixup, initialisation)")
     a("--num-samples", type=int, default=-1, help="use only the first N training images (-1: all)")
     a("--max-epoch-iters", type=int, default=0, help="cap batches per epoch (quick runs; 0: no cap)")
     a("--syncbn", action="store_true", help="SyncBatchNorm across processes (torchrun)")
@@ -59,7 +60,7 @@ def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epo
       help="with --syncbn: processes per BatchNorm group (MegDet's 'BN size'); default: all")
     a("--mixup", action="store_true", help="visually coherent image mixup")
     a("--mixup-alpha", type=float, default=1.5, help="Beta(alpha, beta) of the mixup ratio")
-    a("--mixup-beta", type=float, default=1.5)
+    a("--mixup-beta", type=float, default=1.5, help="the Beta's second parameter (see --mixup-alpha)")
     a("--mixup-fixed", type=float, default=None, help="fixed mixup ratio instead of Beta (paper Table 1: 0.5)")
     a("--no-mixup-epochs", type=int, default=None,
       help="with --mixup: train the last N epochs without it (default: the last 10%% of --epochs, "
@@ -67,8 +68,10 @@ def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epo
     a("--label-smooth", action="store_true", help="label smoothing of the classification targets")
     a("--label-smooth-eps", type=float, default=0.1, help="epsilon of the paper's Eq. 3")
     a("--no-data-aug", action="store_true", help="no data augmentation (the paper's '- data augmentation' row)")
-    a("--amp", action="store_true", help="mixed precision autocast (CUDA)")
-    a("--amp-dtype", default="bfloat16", choices=["bfloat16", "float16"])
+    a("--amp", action="store_true",
+      help="mixed precision autocast in --amp-dtype: CUDA, or bfloat16 on CPUs with native bfloat16")
+    a("--amp-dtype", default="bfloat16", choices=["bfloat16", "float16"],
+      help="--amp precision: bfloat16, or float16 (CUDA, with a loss scaler)")
     add_semantics_args(parser)
     return parser
 

@@ -13,10 +13,11 @@ from typing import Callable, Optional
 import torch
 from tqdm import tqdm
 
+from .errors import ConfigError
 from .utils.distributed import all_gather_object, any_process, is_main_process
 from .utils.logger import AverageMeter
 
-__all__ = ["train_one_epoch", "evaluate", "metric_values", "StopRequest", "amp_settings"]
+__all__ = ["train_one_epoch", "evaluate", "metric_values", "StopRequest", "amp_settings", "cpu_bf16_supported"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,19 +59,38 @@ class StopRequest:
         return False
 
 
-def amp_settings(enabled: bool, dtype: str, device: torch.device):
-    """``(autocast dtype or None, GradScaler or None)`` for ``--amp``.
+def cpu_bf16_supported() -> bool:
+    """True when this CPU runs bfloat16 natively (AVX512-BF16 or AMX, as oneDNN reports it)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
-    Autocast runs on CUDA only (a warning elsewhere); float16 gets a loss scaler, bfloat16 needs none.
-    """
+
+def amp_settings(enabled: bool, dtype: str, device: torch.device, flag: str = "--amp"):
+    """``(autocast dtype or None, GradScaler or None)`` for mixed precision (``flag``: the option
+    the user gave, named in errors).
+
+    CUDA: bfloat16, or float16 with a loss scaler. CPU: bfloat16 where the CPU supports it natively
+    (AVX512-BF16, AMX), no scaler needed. Anything else is a :class:`~gluon_bof.errors.ConfigError`
+    saying what to use instead, never a silent fall-back to float32."""
     if not enabled:
         return None, None
-    if device.type != "cuda":
-        logger.warning("--amp needs CUDA; training in float32 on %s", device)
-        return None, None
+    if dtype not in ("bfloat16", "float16"):
+        raise ConfigError(f"{flag}: mixed precision is bfloat16 or float16, not {dtype}")
     amp_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    return amp_dtype, scaler
+    if device.type == "cuda":
+        scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+        return amp_dtype, scaler
+    if device.type != "cpu":
+        raise ConfigError(f"{flag}: mixed precision on {device.type} is not supported; use CUDA or the CPU")
+    if amp_dtype == torch.float16:
+        raise ConfigError(f"{flag} float16 needs CUDA (the CPU has no fast float16 kernels); on the CPU use "
+                          f"bfloat16, or train in float32")
+    if not cpu_bf16_supported():
+        raise ConfigError(f"{flag} bfloat16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); train in "
+                          f"float32")
+    return amp_dtype, None
 
 
 def _progress(iterable, total, desc):

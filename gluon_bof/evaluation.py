@@ -13,7 +13,8 @@ from .model_zoo import get_model
 from .utils.checkpoint import build_model_from_checkpoint
 from .utils.metrics.coco_detection import SUMMARY_NAMES
 
-__all__ = ["resolve_device", "load_eval_model", "add_eval_source_args", "detect_images", "make_metric", "add_eval_metric_args", "eval_metric_factory", "table_columns", "format_table", "evaluate_at_sizes"]
+__all__ = ["resolve_device", "load_eval_model", "add_eval_source_args", "image_set", "detect_images", "make_metric",
+           "add_eval_metric_args", "eval_metric_factory", "table_columns", "format_table", "evaluate_at_sizes"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -164,17 +165,30 @@ def format_table(results: dict, columns: Sequence[str], header: str, markdown: b
     return "\n".join(lines)
 
 
+def image_set(dataset) -> dict:
+    """What identifies the images a run scored: ``{'num_images', 'sha1'}``, the sha1 over the
+    images' file names in dataset order (``compare.py`` refuses to compare different sets)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for i in range(len(dataset)):
+        name = os.path.basename(dataset.image_path(i)) if hasattr(dataset, "image_path") else str(i)
+        digest.update(name.encode() + b"\n")
+    return {"num_images": len(dataset), "sha1": digest.hexdigest()}
+
+
 def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, device: torch.device, name: str,
                       num_images: int, metric_name: str = "voc07", save_dir: str = "",
-                      size_header: str = "data shape") -> dict:
+                      size_header: str = "data shape", images: Optional[dict] = None) -> dict:
     """Evaluates ``net`` once per ``(key, label, loader)`` of ``runs`` (e.g. one per input size).
 
     ``metric`` is a metric or a callable ``metric(key)`` returning a fresh one per run (COCO:
     its ``data_shape`` and results file depend on the size). Prints per-class AP and the summary
     for each run (``label`` names the size), then one table of the summary columns (VOC: mAP;
     COCO: AP, AP50, AP75, APs, APm, APl) per ``key``. With ``save_dir``: a per-class AP PNG per
-    run (``per_class_ap_{key}.png``), ``eval.json`` (``{'model', 'metric', 'results'}``) and
-    ``eval.md`` (the table in Markdown). Returns ``{key: {class name, summary name: value}}``.
+    run (``per_class_ap_{key}.png``), ``eval.json`` (``{'model', 'metric', 'size_header',
+    'images', 'results'}``; ``images`` from :func:`image_set`) and ``eval.md`` (the table in
+    Markdown). Returns ``{key: {class name, summary name: value}}``.
     """
     from .utils.viz import plot_ap
 
@@ -197,7 +211,8 @@ def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, devi
     if save_dir:
         os.makedirs(save_dir, exist_ok=True)
         with open(os.path.join(save_dir, "eval.json"), "w") as f:
-            json.dump({"model": name, "metric": metric_name, "results": results}, f, indent=1)
+            json.dump({"model": name, "metric": metric_name, "size_header": size_header,
+                       "images": images or {"num_images": num_images}, "results": results}, f, indent=1)
         with open(os.path.join(save_dir, "eval.md"), "w") as f:
             f.write(f"{name}, {metric_name}, {num_images} images\n\n")
             f.write(format_table(results, columns, size_header, markdown=True))

@@ -238,8 +238,9 @@ def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr
                 else:
                     names, values = evaluate(net, val_loader, metric, device=device, desc=f"val {epoch}")
                 current = float(values[-1])
-                logger.info("[epoch %d] validation: %s", epoch,
-                            ", ".join(f"{n}={v:.4f}" for n, v in zip(names, values)))
+                coco = "AP50" in names  # COCO's score is AP@[.5:.95], keyed 'mAP' like VOC's
+                logger.info("[epoch %d] validation: %s", epoch, ", ".join(
+                    f"{'AP@[.5:.95]' if coco and n == 'mAP' else n}={v:.4f}" for n, v in zip(names, values)))
                 record["val"] = dict(zip(names, map(float, values)))
             history.append(record)
             if current is not None and (best_map is None or current > best_map):  # the first always counts

@@ -43,7 +43,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 
 SCRIPTS = {"yolo3": "scripts/train_yolo3.py", "frcnn": "scripts/train_faster_rcnn.py"}
 # flags the rows switch: --base-args must not set them
@@ -219,8 +219,9 @@ def plot(stats, path: str) -> None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--detector", default="yolo3", choices=sorted(SCRIPTS))
+                                formatter_class=HelpFormatter)
+    p.add_argument("--detector", default="yolo3", choices=sorted(SCRIPTS),
+                   help="yolo3 (the paper's Table 3) or frcnn (Table 4)")
     p.add_argument("--base-args", default="", help="flags passed to every run (network, data, shapes, lr ...)")
     p.add_argument("--epochs", type=int, default=None, help="--epochs of every run (default: the script's)")
     p.add_argument("--seeds", type=int, default=3, help="runs per row")
@@ -229,8 +230,10 @@ def parse_args(argv=None):
     p.add_argument("--nproc", type=int, default=1, help="processes per run (torchrun)")
     p.add_argument("--syncbn-row", action="store_true", help="run the SyncBN row even with --nproc 1")
     p.add_argument("--score", default="best", choices=["best", "last"], help="validation mAP kept per run")
-    p.add_argument("--noise-factor", type=float, default=2.0)
-    p.add_argument("--out", default="runs/ablation")
+    p.add_argument("--noise-factor", type=float, default=2.0,
+                   help="a delta is beyond noise when |delta| > this x the pooled seed std")
+    p.add_argument("--out", default="runs/ablation",
+                   help="output folder: one sub-folder per row and seed, ablation.{json,md,png}")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--resume-rows", action="store_true", help="skip runs whose result.json exists")
     return p.parse_args(argv)

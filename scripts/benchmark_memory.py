@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.nn.grad_checkpoint import backbone_stages, set_grad_checkpointing  # noqa: E402
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 
 MIB = 2.0 ** 20
 
@@ -91,11 +91,11 @@ def measure(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, check
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="yolo3_darknet53_voc")
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--size", type=int, nargs=2, default=(416, 416), metavar=("H", "W"))
-    p.add_argument("--device", default="auto")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--model", default="yolo3_darknet53_voc", help="zoo name of the detector measured")
+    p.add_argument("--batch-size", type=int, default=2, help="images per training step")
+    p.add_argument("--size", type=int, nargs=2, default=(416, 416), metavar=("H", "W"), help="input height and width")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     p.add_argument("--repeat", type=int, default=1, help="steps per setting (the last is reported)")
     p.add_argument("--json", default="", help="also write the results here")
     args = p.parse_args(argv)

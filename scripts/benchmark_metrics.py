@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gluon_bof.utils.metrics import VOC07MApMetric  # noqa: E402
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 
 NUM_CLASSES = 20
 
@@ -132,11 +132,11 @@ def time_coco(inputs: dict, batch: int, backend: str) -> tuple[float, list]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=5000)
-    parser.add_argument("--dets", type=int, default=100)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    parser.add_argument("--images", type=int, default=5000, help="images in the synthetic evaluation")
+    parser.add_argument("--dets", type=int, default=100, help="detections per image")
     parser.add_argument("--batch", type=int, default=50, help="images per update() call")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic boxes and scores")
     parser.add_argument("--repeat", type=int, default=3, help="report the best of N runs (ours)")
     parser.add_argument("--gluoncv-python", default=None,
                         help="python of a GluonCV environment, to time GluonCV on the same inputs")

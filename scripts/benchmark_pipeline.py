@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gluon_bof.data.mixup import MixupDetection  # noqa: E402
 from gluon_bof.data.transforms.presets.yolo import YOLO3DefaultTrainTransform  # noqa: E402
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 
 # Run by the GluonCV interpreter: argv[1] = JSON spec written by this script.
 GLUONCV_BENCH = r'''
@@ -157,13 +157,17 @@ def bench_gluoncv(python: str, dataset, size: int, n: int, warmup: int, mixup: b
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-root", default="data/synthetic")
-    p.add_argument("--size", type=int, default=416)
-    p.add_argument("--num-images", type=int, default=300)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--no-mixup", action="store_true")
-    p.add_argument("--gluoncv-python", default=None)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--data-root", default="data/synthetic",
+                   help="VOC-layout data whose training images feed the pipeline")
+    p.add_argument("--size", type=int, default=416, help="training input size (YOLOv3 shapes are multiples of 32)")
+    p.add_argument("--num-images", type=int, default=300, help="images timed per measurement")
+    p.add_argument("--warmup", type=int, default=20, help="images run before timing")
+    p.add_argument("--no-mixup", action="store_true",
+                   help="time the pipeline without mixup (one image decoded per sample)")
+    p.add_argument("--gluoncv-python", default=None,
+                   help="the reference environment's python (../shared/tools/gluoncv-oracle.sh): also time GluonCV's "
+                        "pipeline on the same images")
     args = p.parse_args(argv)
 
     one_core()

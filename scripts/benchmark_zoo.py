@@ -34,13 +34,14 @@ from gluon_bof.evaluation import make_metric  # noqa: E402
 from gluon_bof.model_zoo import zoo_table  # noqa: E402
 from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.errors import ConfigError  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 
 logger = logging.getLogger("benchmark_zoo")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Evaluate zoo models against GluonCV's published numbers.")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--models", nargs="+", default=[], help="zoo names, e.g. yolo3_darknet53_voc")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--pretrained", action="store_true", help="GluonCV's weights, through the store")
@@ -53,14 +54,19 @@ def parse_args(argv=None):
     p.add_argument("--short", type=int, nargs="+", default=None, help="Faster R-CNN shorter sides")
     p.add_argument("--max-size", type=int, nargs="+", default=None, help="Faster R-CNN longer-side bounds")
     p.add_argument("--data-root", default=None, help="dataset root (default: the built-in generated data)")
-    p.add_argument("--data-shape", type=int, nargs="+", default=[416])
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--data-shape", type=int, nargs="+", default=[416], help="YOLOv3 input sizes")
+    p.add_argument("--batch-size", type=int, default=16, help="YOLOv3 images per batch (Faster R-CNN: 1)")
+    p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2, help="data loader workers")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     p.add_argument("--table", default=zoo_table.DEFAULT_TABLE, help="the zoo table (CSV)")
     p.add_argument("--write", action="store_true", help="store the measured numbers in the table")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = p.parse_args(argv)
+    if not args.models and not args.markdown:
+        p.error("nothing to do: give --models NAME ... with --pretrained or --weights (evaluate them), "
+                "or --markdown (print the zoo table)")
+    if args.write and not args.models:
+        p.error("--write stores measured numbers: give --models to measure")
     if args.models and not (args.pretrained or args.weights):
         p.error("give --pretrained or --weights: random weights are not worth measuring")
     if args.weights is not None and len(args.weights) != len(args.models):
@@ -114,7 +120,7 @@ def main(argv=None):
         for i, name in enumerate(args.models):
             net, source, built = _build(name, None if args.pretrained else args.weights[i])
             if list(net.classes) != list(val_set.classes):
-                raise SystemExit(f"{name}: the model's classes {list(net.classes)} differ from the "
+                raise ConfigError(f"{name}: the model's classes {list(net.classes)} differ from the "
                                  f"dataset's {list(val_set.classes)}")
             net.to(device).eval()
             for shape, loader, data_shape in _runs(net, built, val_set, args):

@@ -32,14 +32,14 @@ from gluon_bof.data.base import read_image  # noqa: E402
 from gluon_bof.evaluation import detect_images, resolve_device  # noqa: E402
 from gluon_bof.utils import elephant  # noqa: E402
 from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 
 
 SHOWN = 10  # clean objects listed per model (all are in elephant.json)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a checkpoint (.pth) or a zoo name")
     src.add_argument("--models", nargs="+", help="several models side by side (Table 2)")
@@ -59,9 +59,9 @@ def parse_args(argv=None):
                    help="patch's longer side as a fraction of the scene's shorter side")
     p.add_argument("--grid", type=int, default=5, help="positions per axis")
     p.add_argument("--stride", type=int, default=None, help="positions every N pixels instead of --grid")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="runs/elephant")
+    p.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
+    p.add_argument("--out", default="runs/elephant", help="output folder (elephant.json, contact sheets, GIFs)")
     p.add_argument("--gif", action="store_true", help="also write an animated GIF per model")
     p.add_argument("--max-frames", type=int, default=36, help="frames on the contact sheet")
     return p.parse_args(argv)

@@ -18,8 +18,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gluon_bof.data import build  # noqa: E402
-from gluon_bof.evaluation import add_eval_metric_args, add_eval_source_args, eval_metric_factory, evaluate_at_sizes, load_eval_model, \
-    resolve_device  # noqa: E402
+from gluon_bof.evaluation import (add_eval_metric_args, add_eval_source_args, eval_metric_factory,  # noqa: E402
+                                  evaluate_at_sizes, image_set, load_eval_model, resolve_device)
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
 from gluon_bof.config import add_threads_arg  # noqa: E402
 from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
@@ -31,12 +31,14 @@ logger = logging.getLogger("eval_yolo3")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     add_eval_source_args(p)
-    p.add_argument("--data-shape", type=int, nargs="+", default=[416])
-    p.add_argument("--dataset", default="voc", choices=["voc", "coco"])
+    p.add_argument("--data-shape", type=int, nargs="+", default=[416],
+                   help="input sizes to evaluate at (the paper's Table 5: 320 416 608)")
+    p.add_argument("--dataset", default="voc", choices=["voc", "coco"],
+                   help="data format: voc (VOC07 mAP) or coco (AP@[.5:.95] ...)")
     p.add_argument("--data-root", default=None, help="dataset root (default: the built-in generated data)")
     add_eval_metric_args(p)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2, help="data loader workers")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     add_threads_arg(p)
     p.add_argument("--save-dir", default="", help="write eval.json and per-class AP PNGs here")
@@ -58,6 +60,7 @@ def main(argv=None):
                                                                  num_workers=args.num_workers))
             for shape in args.data_shape]
     return evaluate_at_sizes(net, runs, metric=metric, device=device, name=name, num_images=len(val_set),
+                             images=image_set(val_set),
                              metric_name=metric_name, save_dir=args.save_dir, size_header="data shape")
 
 

@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gluon_bof import model_zoo  # noqa: E402
-from gluon_bof.utils.cli import run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 
 logger = logging.getLogger("model_stats")
 
@@ -127,7 +127,7 @@ def to_markdown(rows: List[Dict]) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                formatter_class=HelpFormatter,
                                 epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("--models", nargs="+", default=None, metavar="NAME[@SIZE]",
                    help="zoo names, optionally @input size (default: every model with a paper number)")

@@ -26,6 +26,8 @@ from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.engine import amp_settings  # noqa: E402
 from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
+from gluon_bof.errors import ConfigError  # noqa: E402
+from gluon_bof.model_zoo.rcnn.anchors import anchors_inside, min_anchor_side  # noqa: E402
 from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
 from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
@@ -59,7 +61,8 @@ def parse_args(argv=None):
                    help="norm: frozen BatchNorm in the backbone (default, GluonCV's) or trainable "
                         "SyncBatchNorm (same as --syncbn; with --use-fpn also in the FPN and box head, "
                         "as GluonCV's faster_rcnn_fpn_syncbn; groups: --bn-group-size)")
-    p.add_argument("--pretrained-base", default="", help="backbone weights: GluonCV .params or a train_imagenet.py checkpoint .pth (default: random)")
+    p.add_argument("--pretrained-base", default="",
+                   help="backbone weights: GluonCV .params or a train_imagenet.py checkpoint .pth (default: random)")
     p.add_argument("--mixup-mode", default="paper", choices=["paper", "gluoncv"],
                    help="paper: Beta(--mixup-alpha, --mixup-beta) ratio, losses weighted per box; "
                         "gluoncv: GluonCV's fixed 0.5 ratio and whole loss * 0.5")
@@ -119,6 +122,13 @@ def run(args, ctx):
             model_kwargs.update(fpn_norm_layer=nn.BatchNorm2d, head_norm_layer=nn.BatchNorm2d, freeze_layers=0)
     model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs)
     model = set_running_var_rule(model.to(ctx.device), args.bn_running_var)
+    short_min = short if isinstance(short, int) else min(short)
+    inside, total = anchors_inside(model, (short_min, args.max_size))
+    if not inside:  # the RPN would train on nothing: rpn losses 0 at every step
+        raise ConfigError(f"no RPN anchor fits inside a {short_min}-pixel-high image (the smallest is "
+                          f"{min_anchor_side(model):.0f} px; anchors crossing the border are not trained): "
+                          f"the RPN would never learn. Use a larger --short or smaller --anchor-scales (e.g. 2,4,8)")
+    logger.info("%d of %d RPN anchors fit inside a %dx%d image", inside, total, short_min, args.max_size)
     if syncbn:
         model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size,
                                             biased_running_var=args.bn_running_var == "biased")

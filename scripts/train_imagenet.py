@@ -49,23 +49,24 @@ def parse_args(argv=None):
     a("--data-dir", default=None, help="image folder with train/<class>/* and val/<class>/* "
                                        "(default: the built-in data's object crops)")
     a("--batch-size", type=int, default=32, help="GLOBAL mini-batch (all processes; GluonCV: per device)")
-    a("--num-workers", "-j", dest="num_workers", type=int, default=4)
+    a("--num-workers", "-j", dest="num_workers", type=int, default=4, help="data loader workers per process")
     a("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     add_threads_arg(p)
     a("--num-gpus", type=int, default=None,
       help="GluonCV's flag: 0 trains on the CPU, 1 on the GPU; more GPUs run one process each under torchrun "
            "(--nproc_per_node N), so N > 1 is refused with that command")
-    a("--num-epochs", "--epochs", dest="num_epochs", type=int, default=3)
+    a("--num-epochs", "--epochs", dest="num_epochs", type=int, default=3, help="training epochs")
     a("--lr", type=float, default=0.1, help="learning rate for --lr-base-batch images (paper: 0.1 per 256)")
     a("--lr-base-batch", type=int, default=256, help="batch --lr is meant for (linear scaling rule)")
-    a("--momentum", type=float, default=0.9)
-    a("--wd", type=float, default=1e-4)
-    a("--lr-mode", default="step", choices=["step", "cosine", "poly", "linear"])
-    a("--lr-decay", type=float, default=0.1)
-    a("--lr-decay-period", type=int, default=0)
-    a("--lr-decay-epoch", default="40,60")
-    a("--warmup-lr", type=float, default=0.0)
-    a("--warmup-epochs", type=int, default=0)
+    a("--momentum", type=float, default=0.9, help="SGD / NAG momentum")
+    a("--wd", type=float, default=1e-4, help="weight decay")
+    a("--lr-mode", default="step", choices=["step", "cosine", "poly", "linear"],
+      help="learning-rate schedule after the warmup")
+    a("--lr-decay", type=float, default=0.1, help="step decay factor")
+    a("--lr-decay-period", type=int, default=0, help="decay every N epochs (0: use --lr-decay-epoch)")
+    a("--lr-decay-epoch", default="40,60", help="epochs at which the step mode decays")
+    a("--warmup-lr", type=float, default=0.0, help="learning rate the linear warmup starts from")
+    a("--warmup-epochs", type=int, default=0, help="linear warmup epochs (the paper: 5)")
     a("--no-nag", action="store_true", help="plain momentum SGD instead of NAG (Nesterov)")
     a("--init", default="xavier", choices=INIT_MODES,
       help="from-scratch init: xavier (paper), msra (GluonCV's MSRAPrelu), torch (PyTorch defaults)")
@@ -81,19 +82,20 @@ def parse_args(argv=None):
     a("--last-gamma", action="store_true", help="zero-init the last BN gamma of each residual block")
     a("--no-wd", action="store_true", help="no weight decay on biases and BatchNorm gamma/beta")
     a("--label-smoothing", action="store_true", help="label smoothing, eps 0.1")
-    a("--label-smoothing-eps", type=float, default=0.1)
+    a("--label-smoothing-eps", type=float, default=0.1, help="epsilon of label smoothing")
     a("--label-smoothing-mode", default="paper", choices=SMOOTHING_MODES,
       help="paper: 1-eps / eps/(K-1); gluoncv: 1-eps+eps/K / eps/K")
     a("--mixup", action="store_true", help="mixup with the reversed batch")
-    a("--mixup-alpha", type=float, default=0.2)
+    a("--mixup-alpha", type=float, default=0.2, help="mixup ratio ~ Beta(alpha, alpha) (the paper: 0.2)")
     a("--mixup-off-epoch", type=int, default=0, help="no mixup in the last N epochs")
     a("--teacher", default=None, help="distillation teacher: zoo name (GluonCV weights) or checkpoint .pth")
-    a("--temperature", type=float, default=20.0)
-    a("--hard-weight", type=float, default=0.5)
+    a("--temperature", type=float, default=20.0, help="distillation temperature T (the paper: 20)")
+    a("--hard-weight", type=float, default=0.5, help="--distill-mode gluoncv: weight of the hard-label loss")
     a("--distill-mode", default="paper", choices=DISTILL_MODES,
       help="paper (default): Eq. 6, hard + T^2*soft; gluoncv: h*hard + (1-h)*T^2*soft with --hard-weight h")
     a("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
-      help="autocast dtype on CUDA (float16 with loss scaling)")
+      help="mixed precision: float16 (CUDA, with loss scaling) or bfloat16 (CUDA, or CPUs with native "
+           "bfloat16); float32 without")
     a("--accumulate", type=int, default=1, help="micro-batches per update (the batch splits into N)")
     a("--grad-checkpoint", action="store_true",
       help="recompute the ResNet stages' activations in backward (less memory, one more forward)")
@@ -102,10 +104,10 @@ def parse_args(argv=None):
     a("--save-prefix", default="", help="file name prefix inside --save-dir")
     a("--save-frequency", type=int, default=10, help="keep a checkpoint every N epochs (0: never)")
     a("--checkpoint-iters", type=int, default=0, help="also refresh *_last.pth every N batches")
-    a("--val-interval", type=int, default=1)
-    a("--log-interval", type=int, default=50)
+    a("--val-interval", type=int, default=1, help="validate every N epochs (and after the last)")
+    a("--log-interval", type=int, default=50, help="log losses, lr and throughput every N updates (0: epochs only)")
     a("--logging-file", default=None, help="log file (default: <save prefix>_train.log)")
-    a("--seed", type=int, default=233)
+    a("--seed", type=int, default=233, help="random seed (data order, augmentation, mixup, initialisation)")
     a("--max-epoch-iters", type=int, default=0, help="cap batches per epoch (quick runs; 0: no cap)")
     add_semantics_args(p)
     args = p.parse_args(argv)
@@ -197,7 +199,7 @@ def run(args, ctx):
         lr_base_batch=args.lr_base_batch, mode=args.lr_mode, epochs=args.num_epochs,
         warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, step_factor=args.lr_decay, power=2.0,
         step_epochs=decay_epochs(args.num_epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
-    amp_dtype, scaler = amp_settings(args.dtype != "float32", args.dtype, ctx.device)
+    amp_dtype, scaler = amp_settings(args.dtype != "float32", args.dtype, ctx.device, flag="--dtype")
     model = wrap_distributed(model, ctx.device, ctx.distributed)
 
     def on_epoch_start(epoch: int) -> dict:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -33,6 +34,8 @@ import numpy as np
 from .base import DatasetError, LabelReport, check_dir, empty_label, read_image, sanitize_label
 
 __all__ = ["COCODetection"]
+
+logger = logging.getLogger(__name__)
 
 
 def _load_json(path: str) -> dict:
@@ -112,9 +115,14 @@ class COCODetection:
         self._sizes: List[Tuple[int, int]] = []
         self.image_ids: List[int] = []
         report = LabelReport()
+        self.num_skipped = 0  # images left out for having no usable box (skip_empty)
         for split in self._splits:
             self._load_split(split, report)
         report.warn(str(self))
+        if self.num_skipped:
+            logger.info("%s: %d of %d images have no usable box (none, only crowd/difficult or too small ones) "
+                        "and are left out (skip_empty=True, for training)", self, self.num_skipped,
+                        self.num_skipped + len(self._paths))
 
     def _load_split(self, split: str, report: LabelReport) -> None:
         path = os.path.join(self._root, "annotations", split + ".json")
@@ -164,6 +172,7 @@ class COCODetection:
                 raise DatasetError(f"{img_path}: image file not found (image id {img_id} in {path})")
             label = self._make_label(anns_by_image[img_id], entry, img_path, report)
             if label.shape[0] == 0 and self._skip_empty:
+                self.num_skipped += 1
                 continue
             self._paths.append(img_path)
             self._labels.append(label)

@@ -56,7 +56,9 @@ def voc_to_coco(voc_root: str, out: str, splits: Sequence[Tuple[str, Sequence[Tu
     """Converts the VOC dataset under ``voc_root`` into a COCO layout under ``out``.
 
     ``splits``: ``(coco split name, VOC (year, split) pairs)``; VOC years absent under ``voc_root``
-    are left out. Returns ``out``.
+    are left out. Prints one line per split: images, objects, difficult objects (written as
+    ``iscrowd``) and the images without any other object, which ``COCODetection`` leaves out of
+    training (``skip_empty``). Returns ``out``.
     """
     from .voc import VOCDetection
 
@@ -69,7 +71,21 @@ def voc_to_coco(voc_root: str, out: str, splits: Sequence[Tuple[str, Sequence[Tu
         os.makedirs(os.path.join(out, "annotations"), exist_ok=True)
         with atomic_open(os.path.join(out, "annotations", f"instances_{name}.json"), "w") as f:
             json.dump(coco, f)
+        print(summary(name, coco))
     return out
+
+
+def summary(name: str, coco: dict) -> str:
+    """One line on a converted split: what was written and what a training run will leave out."""
+    crowd = sum(a["iscrowd"] for a in coco["annotations"])
+    usable = {a["image_id"] for a in coco["annotations"] if not a["iscrowd"]}
+    empty = len(coco["images"]) - len(usable)
+    line = (f"{name}: {len(coco['images'])} images, {len(coco['annotations'])} objects ({crowd} difficult, "
+            f"written as iscrowd: COCOeval ignores them)")
+    if empty:
+        line += (f"; {empty} images have no other object: COCODetection leaves them out of training "
+                 f"(skip_empty), evaluation keeps them")
+    return line
 
 
 def main(argv=None) -> None:
@@ -77,7 +93,7 @@ def main(argv=None) -> None:
     parser.add_argument("--voc-root", required=True, help="folder holding VOC2007/ (and VOC2012/)")
     parser.add_argument("--out", required=True, help="output folder (annotations/, train2017/, val2017/)")
     args = parser.parse_args(argv)
-    print(voc_to_coco(args.voc_root, args.out))
+    print("wrote", voc_to_coco(args.voc_root, args.out))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d as _TorchvisionFrozenBN
 
 __all__ = ["BatchNorm2d", "set_running_var_rule", "RUNNING_VAR_RULES", "FrozenBatchNorm2d",
-           "convert_frozen_bn", "freeze_bn"]
+           "convert_frozen_bn", "freeze_bn", "fixed_gamma_batchnorm"]
 
 RUNNING_VAR_RULES = ("biased", "unbiased")
 
@@ -67,6 +67,17 @@ class BatchNorm2d(nn.BatchNorm2d):
         new.num_batches_tracked = bn.num_batches_tracked
         new.train(bn.training)
         return new
+
+
+def fixed_gamma_batchnorm(num_features: int, eps: float = 1e-3) -> nn.BatchNorm2d:
+    """MXNet's *symbolic* ``BatchNorm``/``SyncBatchNorm`` with its defaults, as GluonCV's SyncBN
+    FPN detectors put it after every FPN conv: ``eps`` 1e-3 (Gluon blocks: 1e-5) and
+    ``fix_gamma=True`` (the scale is 1 and never trained; MXNet even writes 1 into the stored
+    gamma). An ``nn.BatchNorm2d`` whose weight is 1 with ``requires_grad=False``, kept so the
+    state dict has GluonCV's ``gamma``; the shift (``beta``) trains as usual."""
+    bn = nn.BatchNorm2d(num_features, eps=eps)
+    bn.weight.requires_grad_(False)
+    return bn
 
 
 def set_running_var_rule(module: nn.Module, rule: str = "biased") -> nn.Module:

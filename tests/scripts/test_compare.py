@@ -42,3 +42,20 @@ def test_history_json_and_errors(tmp_path):
 def test_bars_sorted_gain_to_loss_and_nan_dropped(tmp_path):
     pairs = plot_ap_delta(["a", "b", "c", "d"], [-0.1, 0.3, float("nan"), 0.05], str(tmp_path / "x.png"))
     assert pairs == [("b", 0.3), ("d", 0.05), ("a", -0.1)]
+
+
+def test_says_the_size_it_compared_and_refuses_different_image_sets(tmp_path, capsys):
+    def write(path, sha1, n):
+        with open(path, "w") as f:
+            json.dump({"model": "m", "metric": "voc07", "size_header": "data shape",
+                       "images": {"num_images": n, "sha1": sha1}, "results": {"416": {"cat": 0.5, "mAP": 0.5}}}, f)
+        return str(path)
+
+    a, same, other = write(tmp_path / "a.json", "x", 250), write(tmp_path / "s.json", "x", 250), \
+        write(tmp_path / "o.json", "y", 250)
+    compare.main([a, same, "--out", str(tmp_path / "d.png")])
+    assert "compared at data shape 416 (voc07); both scored the same 250 images" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="image sets differ"):
+        compare.main([a, other, "--out", str(tmp_path / "d.png")])
+    compare.main([a, other, "--allow-different-images", "--out", str(tmp_path / "d.png")])
+    assert "image sets differ (--allow-different-images)" in capsys.readouterr().out

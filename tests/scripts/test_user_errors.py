@@ -36,10 +36,14 @@ def assert_one_line_error(proc, *fragments):
     ("eval_yolo3.py", ["--checkpoint", "no/such/file_best.pth"], ["no/such/file_best.pth", "does not exist"]),
     ("eval_faster_rcnn.py", ["--model", "faster_rcnn_resnet50_v1b_voc"], ["random weights"]),
     ("demo.py", ["--checkpoint", "missing.pth", "--out", "x.png"], ["missing.pth"]),
+    # at 128 px the C4 model's smallest anchor (87 px) fits inside no image: its RPN would never train
+    ("train_faster_rcnn.py", ["--short", "128", "--max-size", "160", "-j", "0", "--save-prefix", "{tmp}/"],
+     ["no RPN anchor fits inside a 128-pixel-high image", "--anchor-scales"]),
 ])
-def test_mistakes_end_in_one_line_and_status_2(script, args, fragments, synthetic_root):
-    assert_one_line_error(run(script, *args, "--data-root", synthetic_root) if script.startswith(("eval", "demo"))
-                          else run(script, *args), *fragments)
+def test_mistakes_end_in_one_line_and_status_2(script, args, fragments, synthetic_root, tmp_path):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    needs_data = script.startswith(("eval", "demo", "train_faster_rcnn"))
+    assert_one_line_error(run(script, *args, *(["--data-root", synthetic_root] if needs_data else [])), *fragments)
 
 
 @pytest.mark.parametrize("rank", ["0", "1"])

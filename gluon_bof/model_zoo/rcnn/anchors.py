@@ -14,13 +14,14 @@ With GluonCV's Faster R-CNN settings (stride 16, base 16, scales (2, 4, 8, 16, 3
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["generate_base_anchors", "grid_anchors", "RPNAnchorGenerator"]
+__all__ = ["generate_base_anchors", "grid_anchors", "RPNAnchorGenerator", "anchors_inside", "min_anchor_side"]
 
 
 def _corners(ws: np.ndarray, hs: np.ndarray, cx: float, cy: float) -> np.ndarray:
@@ -91,3 +92,25 @@ class RPNAnchorGenerator(nn.Module):
             a = torch.from_numpy(grid_anchors(self._base, self.stride, h, w)).to(
                 self.anchors.device)
         return a.reshape(-1, 4)
+
+
+def anchors_inside(model: nn.Module, image_size: Tuple[int, int]) -> Tuple[int, int]:
+    """``(inside, total)``: how many of ``model``'s RPN anchors lie wholly inside an image of
+    ``(height, width)`` at the input's top-left, and how many there are. Only those are trained
+    (anchors crossing the border are ignored, GluonCV's rule): with none inside, the RPN's losses
+    are 0 and it never learns, whatever the data."""
+    h, w = image_size
+    inside = total = 0
+    for gen in (m for m in model.modules() if isinstance(m, RPNAnchorGenerator)):
+        a = gen(torch.empty(1, 1, math.ceil(h / gen.stride), math.ceil(w / gen.stride),
+                            device=gen.anchors.device))
+        total += a.shape[0]
+        inside += int(((a[:, 0] >= 0) & (a[:, 1] >= 0) & (a[:, 2] < w) & (a[:, 3] < h)).sum())
+    return inside, total
+
+
+def min_anchor_side(model: nn.Module) -> float:
+    """The shortest side (pixels) of any of ``model``'s RPN anchors."""
+    sides = [float(np.minimum(g._base[:, 2] - g._base[:, 0], g._base[:, 3] - g._base[:, 1]).min())
+             for g in model.modules() if isinstance(g, RPNAnchorGenerator)]
+    return min(sides) if sides else float("nan")
