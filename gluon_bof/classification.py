@@ -108,19 +108,32 @@ def classification_evaluator(loader, device: torch.device, ks: Sequence[int] = (
     return evaluate_fn
 
 
-def build_teacher(name_or_checkpoint: str, num_classes: int, device: torch.device) -> nn.Module:
+PROBE_SIZE = 64  # side of the input that checks a teacher's outputs (raised to its minimum)
+
+
+def build_teacher(name_or_checkpoint: str, num_classes: int, device: torch.device,
+                  input_size: Optional[int] = None) -> nn.Module:
     """The distillation teacher: a gluon-bof checkpoint (``.pth``, rebuilt from its recorded
     ``model_name``/``model_kwargs``) or a zoo name with GluonCV's pretrained weights
-    (``pretrained=True``: 1000 ImageNet classes). Its outputs must number ``num_classes``."""
+    (``pretrained=True``: 1000 ImageNet classes). Its outputs must number ``num_classes``.
+
+    The check runs the teacher on an ``input_size`` square (the training crop, when given; a
+    teacher that cannot take it, such as Inception-V3 below 75 px, is an error naming both),
+    else on :data:`PROBE_SIZE` raised to the model's ``min_input_size`` (Inception-V3: 75)."""
     from .model_zoo import get_model
-    from .utils.checkpoint import build_model_from_checkpoint
+    from .training import build_model_from_checkpoint
 
     if os.path.isfile(name_or_checkpoint):
         teacher, _ = build_model_from_checkpoint(name_or_checkpoint)
     else:
         teacher = get_model(name_or_checkpoint, pretrained=True)
+    smallest = int(getattr(teacher, "min_input_size", 1))
+    if input_size is not None and input_size < smallest:
+        raise ValueError(f"--teacher {name_or_checkpoint}: {type(teacher).__name__} needs inputs of "
+                         f"at least {smallest}x{smallest}, the training crops are {input_size}x{input_size}")
+    side = input_size if input_size is not None else max(PROBE_SIZE, smallest)
     with torch.no_grad():
-        probe = teacher.eval()(torch.zeros(1, 3, 64, 64))
+        probe = teacher.eval()(torch.zeros(1, 3, side, side))
     if probe.shape[1] != num_classes:
         raise ValueError(f"--teacher {name_or_checkpoint}: it has {probe.shape[1]} outputs, the data "
                          f"has {num_classes} classes")

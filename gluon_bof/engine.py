@@ -3,7 +3,9 @@
 ``train_one_epoch`` runs one epoch of ``losses = model(images, labels)`` steps; ``evaluate`` runs
 ``ids, scores, bboxes = model(images)`` over a loader and feeds a GluonCV-style metric.
 """
+import inspect
 import logging
+import math
 import signal
 import sys
 import time
@@ -13,11 +15,13 @@ from typing import Callable, Optional
 import torch
 from tqdm import tqdm
 
+from .data.loader import EvalBatch, TrainBatch
 from .errors import ConfigError
 from .utils.distributed import all_gather_object, any_process, is_main_process
-from .utils.logger import AverageMeter
+from .utils.logger import EpochMeter
 
-__all__ = ["train_one_epoch", "evaluate", "metric_values", "StopRequest", "amp_settings", "cpu_bf16_supported"]
+__all__ = ["train_one_epoch", "evaluate", "detection_evaluator", "metric_values", "StopRequest", "amp_settings",
+           "cpu_bf16_supported"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,15 +103,35 @@ def _progress(iterable, total, desc):
                 mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
 
 
+def _window_means(window) -> dict:
+    """Mean of each value over the ``window``'s updates (``[(values, images)]``, tensors on the
+    device), weighted by images: one device-to-host transfer. A non-finite loss is a
+    ``FloatingPointError`` naming it."""
+    names = sorted({k for v, _ in window for k in v})
+    rows = torch.stack([torch.stack([v[k].float().reshape(()) for k in names]) for v, _ in window]).cpu().tolist()
+    count = sum(n for _, n in window)
+    means = {k: sum(row[i] * n for row, (_, n) in zip(rows, window)) / count for i, k in enumerate(names)}
+    bad = [k for k, x in means.items() if not math.isfinite(x)]
+    if bad:
+        raise FloatingPointError("non-finite loss in the last updates: "
+                                 + ", ".join(f"{k}={means[k]:.4g}" for k in bad))
+    return means
+
+
 def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, device: torch.device,
                     scaler=None, amp_dtype: Optional[torch.dtype] = None, log_interval: int = 100,
                     start_iter: int = 0, on_step: Optional[Callable[[int], bool]] = None,
-                    stop: Optional[StopRequest] = None, accumulate: int = 1) -> dict:
-    """Trains for one epoch (from batch ``start_iter`` when resuming mid-epoch).
+                    stop: Optional[StopRequest] = None, accumulate: int = 1,
+                    meter: Optional[EpochMeter] = None) -> dict:
+    """Trains for one epoch (from update ``start_iter`` when resuming mid-epoch).
 
-    Batches are ``(images, labels)`` or ``(images, labels, image_sizes)``; ``image_sizes`` (padded
-    batches of different image sizes) is passed to the model as ``image_sizes=``. Each batch is
-    this process's share of one optimizer update.
+    Batches are :class:`~gluon_bof.data.loader.TrainBatch` (labels whose column 5 is the mix
+    weight); anything else is a TypeError, so that a validation batch (column 5 'difficult', 0 for
+    most objects) cannot silently train every object with weight 0. The model returns a dict:
+    the entries whose name ends in ``loss`` are summed into the loss; the others are statistics
+    (e.g. Faster R-CNN's samples per image), averaged and logged like the losses. ``image_sizes`` (padded
+    batches) goes to the model as ``image_sizes=``. Each batch is this process's share of one
+    optimizer update.
 
     ``accumulate`` N > 1 (gradient accumulation): every batch is split into N equal micro-batches
     that run forward and backward one after the other, each loss scaled by 1/N, before the one
@@ -119,44 +143,51 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
     The optimizer updates with the learning rate the schedule has set for it, and
     ``lr_scheduler.step()`` after every update sets the next one's (the n-th update uses
     ``lr_at(n)``, as GluonCV's ``Trainer``; see :class:`~gluon_bof.utils.lr_scheduler.LRScheduler`).
-    ``on_step(epoch_iter)`` runs after every update; the loop ends early when it
-    returns True or when ``stop`` was requested (on any process: all stop after the same update,
-    and ``stop.requested`` is then set on every process). Returns the epoch's mean losses plus ``lr``,
-    ``images_per_sec`` and ``epoch_iter`` (batches = updates done, for checkpoints) and ``stopped``.
+    ``on_step(epoch_iter)`` runs after every update; the loop ends early when it returns True or
+    when ``stop`` was requested (on any process: all stop after the same update, and
+    ``stop.requested`` is then set on every process). ``meter`` (an
+    :class:`~gluon_bof.utils.logger.EpochMeter`) accumulates the epoch's losses, images and seconds
+    and may hold those of the updates before a resume. Returns the epoch's mean losses plus ``lr``,
+    ``images_per_sec`` (both over the whole epoch, resumed or not), ``epoch_iter`` (updates done)
+    and ``stopped``.
     """
     if accumulate < 1:
         raise ValueError(f"engine.py: accumulate must be >= 1, got {accumulate}")
     model.train()
-    meter = AverageMeter()
-    window, window_images, window_start = AverageMeter(), 0, time.time()
-    epoch_images, epoch_start = 0, time.time()
+    meter = meter if meter is not None else EpochMeter()
+    window, window_start = [], time.time()  # the updates since the last log line
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
     no_sync = getattr(model, "no_sync", nullcontext)  # DDP: skip the all-reduce of early micro-batches
     it = start_iter
     stopped = False
+    lr = optimizer.param_groups[0]["lr"]
     bar = _progress(loader, total=len(loader), desc=f"epoch {epoch}")
+    tic = time.time()
     for batch in bar:
-        if batch[0].shape[0] % accumulate:
-            raise ValueError(f"engine.py: a batch of {batch[0].shape[0]} images does not split into "
+        if not isinstance(batch, TrainBatch):
+            raise TypeError(f"train_one_epoch takes TrainBatch batches (labels' column 5 = mix weight), got "
+                            f"{type(batch).__name__}: a validation batch's column 5 is 'difficult' and would "
+                            f"train every object with weight 0")
+        n = batch.images.shape[0]
+        if n % accumulate:
+            raise ValueError(f"engine.py: a batch of {n} images does not split into "
                              f"{accumulate} equal micro-batches (--accumulate)")
         optimizer.zero_grad(set_to_none=True)
         values = {}
-        for m, micro in enumerate(zip(*(t.chunk(accumulate) for t in batch))):
-            images = micro[0].to(device, non_blocking=True)
-            labels = micro[1].to(device, non_blocking=True)
-            extra = {"image_sizes": micro[2].to(device)} if len(micro) > 2 else {}
+        parts = [t.chunk(accumulate) if t is not None else (None,) * accumulate for t in batch]
+        for m, (images, labels, sizes) in enumerate(zip(*parts)):
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            extra = {"image_sizes": sizes.to(device, non_blocking=True)} if sizes is not None else {}
             with (no_sync() if m < accumulate - 1 else nullcontext()):
                 with autocast:
                     losses = model(images, labels, **extra)
-                loss = sum(losses.values())
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss at epoch {epoch} batch {it}: "
-                        + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items()))
+                loss = sum(v for k, v in losses.items() if k.endswith("loss"))  # others: statistics
                 loss = loss / accumulate
                 (scaler.scale(loss) if scaler is not None else loss).backward()
-            for name, v in losses.items():
-                values[name] = values.get(name, 0.0) + v.detach().item() / accumulate
+            for name, v in losses.items():  # stays on the device: no sync per update
+                v = v.detach() / accumulate
+                values[name] = values[name] + v if name in values else v
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -165,17 +196,20 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
         lr = optimizer.param_groups[0]["lr"]  # the rate this update used
         lr_scheduler.step()
         it += 1
-        n = batch[0].shape[0]
-        meter.update(values, n)
-        window.update(values, n)
-        window_images += n
-        epoch_images += n
-        bar.set_postfix(loss=f"{sum(values.values()):.3f}", lr=f"{lr:.2e}", size=images.shape[-1], refresh=False)
-        if log_interval and it % log_interval == 0 and is_main_process():
-            speed = window_images / max(time.time() - window_start, 1e-9)
-            logger.info("[epoch %d][batch %d/%d] %s, lr=%.3e, %.1f images/s, shape %dx%d", epoch, it,
-                        len(loader) + start_iter, window, lr, speed, images.shape[-1], images.shape[-2])
-            window, window_images, window_start = AverageMeter(), 0, time.time()
+        now = time.time()
+        meter.update(values, n, now - tic, step=it)
+        window.append((values, n))
+        tic = now
+        if log_interval and it % log_interval == 0:  # the losses reach the host here, once per interval
+            means = _window_means(window)
+            if is_main_process():
+                speed = sum(k for _, k in window) / max(time.time() - window_start, 1e-9)
+                bar.set_postfix(loss=f"{sum(v for k, v in means.items() if k.endswith('loss')):.3f}",
+                                lr=f"{lr:.2e}", size=images.shape[-1], refresh=False)
+                logger.info("[epoch %d][batch %d/%d] %s, lr=%.3e, %.1f images/s, shape %dx%d", epoch, it,
+                            len(loader) + start_iter, ", ".join(f"{k}={v:.3f}" for k, v in means.items()),
+                            lr, speed, images.shape[-1], images.shape[-2])
+            window, window_start = [], time.time()
         if on_step is not None and on_step(it):
             stopped = True
             break
@@ -183,11 +217,8 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
             stop.requested = stopped = True
             break
     bar.close()
-    result = meter.mean()
-    if it == start_iter:  # no update in this call: the rate the next one will use
-        lr = optimizer.param_groups[0]["lr"]
-    result.update(lr=lr, epoch_iter=it, stopped=stopped,
-                  images_per_sec=epoch_images / max(time.time() - epoch_start, 1e-9))
+    result = meter.summary()  # the epoch's losses reach the host (and are checked finite) here
+    result.update(lr=lr, epoch_iter=it, stopped=stopped)
     return result
 
 
@@ -195,28 +226,32 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
 def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, desc: str = "eval"):
     """Runs detection over ``loader`` and returns ``metric_values(metric)``: ``(names, floats)``.
 
-    Predictions from every process are gathered before the metric is computed, so all processes
-    return the same numbers. Boxes are clipped to the input image when ``clip`` (YOLOv3's network
-    does not clip; GluonCV's eval script does). Labels are ``[B, M, 6]``: xyxy, class, difficult.
-    A batch may carry a third element, ``image_sizes [B, 2]`` (each image's real height and width
-    inside a zero-padded batch, see ``detection_pad_collate``): it is passed to the model as
-    ``image_sizes=`` and boxes are clipped to each image's own size. A fourth element,
-    ``scales [B, 2]`` (``(sy, sx)`` from a validation transform's ``original_coords``), maps the
-    clipped boxes back to the original image, where the labels already are (GluonCV's
-    ``im_scale``): the metric then scores in original-image pixels.
+    Batches are :class:`~gluon_bof.data.loader.EvalBatch` (labels ``[B, M, 6]``: xyxy, class,
+    difficult). Predictions from every process are gathered before the metric is computed, so all
+    processes return the same numbers. Boxes are clipped to the input image when ``clip`` (YOLOv3's
+    network does not clip; GluonCV's eval script does). ``image_sizes`` (each image's real height
+    and width inside a zero-padded batch, see ``detection_pad_collate``) is passed to the model as
+    ``image_sizes=`` and boxes are clipped to each image's own size. ``scales`` (``(sy, sx)`` from
+    a validation transform's ``original_coords``) map the clipped boxes back to the original
+    image, where the labels already are (GluonCV's ``im_scale``): the metric then scores in
+    original-image pixels.
     """
     model.eval()
     records = []
     for batch in _progress(loader, total=len(loader), desc=desc):
-        images, labels = batch[0], batch[1]
-        extra = {"image_sizes": batch[2].to(device)} if len(batch) > 2 else {}
+        if not isinstance(batch, EvalBatch):
+            raise TypeError(f"evaluate takes EvalBatch batches (labels' column 5 = difficult), got "
+                            f"{type(batch).__name__}")
+        images, labels = batch.images, batch.labels
+        extra = {"image_sizes": batch.image_sizes.to(device)} if batch.image_sizes is not None else {}
         ids, scores, bboxes = model(images.to(device), **extra)
         if clip:  # to each image's real (h, w): its own size in a padded batch, else the input's
-            hw = batch[2] if len(batch) > 2 else torch.tensor(images.shape[-2:]).expand(len(images), 2)
+            hw = (batch.image_sizes if batch.image_sizes is not None
+                  else torch.tensor(images.shape[-2:]).expand(len(images), 2))
             limits = hw.to(bboxes).flip(-1).repeat(1, 2)[:, None, :]  # [B, 1, 4] = w, h, w, h
             bboxes = torch.minimum(bboxes.clamp(min=0), limits)
-        if len(batch) > 3:  # back to the original image: x * sx, y * sy
-            bboxes = bboxes * batch[3].to(bboxes).flip(-1).repeat(1, 2)[:, None, :]
+        if batch.scales is not None:  # back to the original image: x * sx, y * sy
+            bboxes = bboxes * batch.scales.to(bboxes).flip(-1).repeat(1, 2)[:, None, :]
         labels = labels.numpy()
         difficult = labels[..., 5:6] if labels.shape[-1] > 5 else None
         records.append((bboxes.float().cpu().numpy(), ids.float().cpu().numpy(), scores.float().cpu().numpy(),
@@ -228,13 +263,21 @@ def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, 
     return metric_values(metric)
 
 
+def detection_evaluator(loader, metric, device: torch.device):
+    """``evaluate_fn(net) -> (names, values)`` for :func:`gluon_bof.fit.fit`: :func:`evaluate` of
+    ``net`` over ``loader`` with ``metric`` (the detectors' validation)."""
+
+    def evaluate_fn(net):
+        return evaluate(net, loader, metric, device=device, desc="val")
+
+    return evaluate_fn
+
+
 def metric_values(metric):
     """``metric.get()`` as numbers: ``(names, floats)``, the score training tracks last.
 
     A metric whose ``get`` takes ``unrounded=True`` (COCO: GluonCV's strings otherwise) is asked
     for its unrounded values."""
-    import inspect
-
     if "unrounded" in inspect.signature(metric.get).parameters:
         names, values = metric.get(unrounded=True)
     else:

@@ -10,7 +10,7 @@ import torch
 from .engine import evaluate
 from .errors import ConfigError
 from .model_zoo import get_model
-from .utils.checkpoint import build_model_from_checkpoint
+from .training import build_model_from_checkpoint
 from .utils.metrics.coco_detection import SUMMARY_NAMES
 
 __all__ = ["resolve_device", "load_eval_model", "add_eval_source_args", "image_set", "detect_images", "make_metric",

@@ -1,81 +1,41 @@
-"""The epoch loop every detection training script shares: resume, train, validate, checkpoint.
+"""The epoch loop every training script shares: resume, train, validate, checkpoint.
 
-``fit`` is detector-agnostic: the script builds the model, loaders, metric, optimizer and schedule,
-and passes an ``on_epoch_start(epoch)`` callback for per-epoch switches such as turning mixup off
-for the last epochs. Checkpoints (all atomic, all resumable):
+``fit(state, config, ...)`` is model-agnostic: the script builds the model, optimizer and schedule
+(a :class:`~gluon_bof.training.TrainingState`), the run's :class:`~gluon_bof.training.RunConfig`,
+the loaders and an ``evaluate_fn(net) -> (names, values)`` (detectors:
+:func:`gluon_bof.engine.detection_evaluator`; classifiers:
+:func:`gluon_bof.classification.classification_evaluator`), and passes an
+``on_epoch_start(epoch)`` callback for per-epoch switches such as turning mixup off for the last
+epochs. Checkpoints (all atomic, all resumable):
 
-- ``{prefix}_last.pth``: at every epoch end, every ``checkpoint_iters`` batches, and when a
+- ``{prefix}_last.pth``: at every epoch end, every ``checkpoint_iters`` updates, and when a
   SIGINT/SIGTERM stops the run;
-- ``{prefix}_best.pth``: whenever the validation mAP improves;
-- ``{prefix}_{epoch:04d}_{map:.4f}.pth``: every ``save_interval`` epochs (GluonCV's naming).
+- ``{prefix}_best.pth``: at the first validation and whenever the score improves;
+- ``{prefix}_{epoch:04d}_{score:.4f}.pth``: every ``save_interval`` epochs (GluonCV's naming).
 
 Also ``{prefix}_lr.png`` (the learning-rate schedule, at the start), ``{prefix}_history.json`` and
-``{prefix}_history.png`` (losses and validation mAP per epoch, at the end).
+``{prefix}_history.png`` (losses and validation scores per epoch, at the end).
 """
 import json
 import logging
-import time
+import os
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
-from .engine import StopRequest, evaluate, train_one_epoch
-from .errors import CheckpointError, ConfigError
-from .utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .engine import StopRequest, train_one_epoch
+from .errors import ConfigError
+from .training import RunConfig, TrainingState
 from .utils.distributed import barrier, is_main_process
+from .utils.fileio import remove_stale_temporaries
+from .utils.logger import EpochMeter, setup_logger
 from .utils.lr_scheduler import plot_lr_schedule
 from .utils.threads import configure_threads
 from .utils.viz import plot_history
 
-__all__ = ["fit", "restore", "training_semantics", "start_run", "decay_epochs", "build_optimizer_and_schedule",
-           "wrap_distributed"]
+__all__ = ["fit", "start_run", "check_batch_split", "decay_epochs", "build_optimizer_and_schedule", "wrap_distributed"]
 
 logger = logging.getLogger(__name__)
-
-
-def training_semantics(model, optimizer) -> dict:
-    """How ``model`` and ``optimizer`` train, recorded in every checkpoint: ``sgd_rule`` ('mxnet':
-    :class:`~gluon_bof.utils.optim.MXNetSGD`, lr inside the momentum buffer; 'torch':
-    ``torch.optim.SGD``), ``bn_running_var`` ('biased' as MXNet, 'unbiased' as torch; 'none'
-    when nothing updates BatchNorm statistics) and ``lr_indexing`` (the n-th update uses
-    ``lr_at(n)`` set before it, the schedule's ``first_update`` offset included)."""
-    from .utils.optim import MXNetSGD
-
-    rules = {bool(m.biased_running_var) for m in model.modules() if hasattr(m, "biased_running_var")}
-    plain = any(type(m) in (torch.nn.BatchNorm2d, torch.nn.SyncBatchNorm) for m in model.modules())
-    if plain:
-        rules.add(False)
-    bn = "none" if not rules else "mixed" if len(rules) > 1 else "biased" if rules.pop() else "unbiased"
-    return {"sgd_rule": "mxnet" if isinstance(optimizer, MXNetSGD) else "torch", "bn_running_var": bn,
-            "lr_indexing": "after-update"}
-
-
-def restore(path: str, model, optimizer=None, lr_scheduler=None, scaler=None) -> dict:
-    """Loads a checkpoint into the given objects; returns it (``epoch``, ``epoch_iter``, ``best_map``).
-
-    With an ``optimizer``, the checkpoint's recorded training semantics (``training_semantics``)
-    must match the run's: a momentum buffer of one SGD rule means something else to the other, so
-    a mismatch is an error naming the flag to change. Checkpoints from before the record trained
-    with torch's SGD rule, torch's running variance and the lr one update ahead."""
-    state = load_checkpoint(path)
-    if optimizer is not None:
-        saved = state.get("semantics") or {"sgd_rule": "torch", "bn_running_var": "unbiased",
-                                            "lr_indexing": "before-update"}
-        now = training_semantics(model, optimizer)
-        if saved.get("sgd_rule") != now["sgd_rule"]:
-            raise CheckpointError(f"checkpoint {path!r} was trained with the {saved.get('sgd_rule')} SGD rule, "
-                             f"this run uses {now['sgd_rule']}: resume with --sgd-rule {saved.get('sgd_rule')}")
-        if saved.get("lr_indexing") != now["lr_indexing"]:
-            logger.warning("checkpoint %s was written when the lr ran one update ahead; resuming with "
-                           "each update's own lr", path)
-    net = model.module if hasattr(model, "module") else model
-    net.load_state_dict(state["model"])
-    for obj, key in ((optimizer, "optimizer"), (lr_scheduler, "lr_scheduler"), (scaler, "scaler")):
-        if obj is not None and state.get(key) is not None:
-            obj.load_state_dict(state[key])
-    if state.get("rng"):
-        set_rng_state(state["rng"])
-    return state
 
 
 def start_run(*, save_prefix: str, rank: int, world_size: int, seed: int, batch_size: int,
@@ -89,22 +49,29 @@ def start_run(*, save_prefix: str, rank: int, world_size: int, seed: int, batch_
     ``batch_size`` is the global batch of one optimizer update (GluonCV's meaning). With gradient
     accumulation (``accumulate`` N) each process runs it as N micro-batches of
     ``batch_size / (world_size * N)`` images; an error when that does not divide."""
-    from .utils.logger import setup_logger
-
     setup_logger(save_prefix + "_train.log", rank)
     log = logging.getLogger(name)
+    if rank == 0:  # checkpoint writes a SIGKILL interrupted
+        remove_stale_temporaries(os.path.dirname(os.path.abspath(save_prefix)))
     log.info("arguments: %s", settings)
     configure_threads(num_workers, threads)
     torch.manual_seed(seed)
-    if accumulate < 1:
-        raise ConfigError(f"gradient accumulation needs >= 1 micro-batch, got {accumulate}")
-    if batch_size % (world_size * accumulate):
-        raise ConfigError(f"the batch of {batch_size} images does not split over {world_size} processes"
-                          + (f" x {accumulate} micro-batches" if accumulate > 1 else "")
-                          + " (--batch-size is the global batch of one update)")
+    check_batch_split(batch_size, world_size, accumulate)
     log.info("batch %d per update = %d processes x %d micro-batches x %d images", batch_size, world_size,
              accumulate, batch_size // (world_size * accumulate))
     return batch_size // world_size
+
+
+def check_batch_split(batch_size: int, world_size: int, accumulate: int = 1) -> int:
+    """The images each process runs per micro-batch: ``batch_size / (world_size * accumulate)``,
+    a ConfigError when that does not divide (``--batch-size`` is the global batch of one update)."""
+    if accumulate < 1:
+        raise ConfigError(f"--accumulate needs >= 1 micro-batch, got {accumulate}")
+    if batch_size < 1 or batch_size % (world_size * accumulate):
+        raise ConfigError(f"--batch-size {batch_size} does not split over {world_size} processes"
+                          + (f" x --accumulate {accumulate} micro-batches" if accumulate > 1 else "")
+                          + " (it is the global batch of one update)")
+    return batch_size // (world_size * accumulate)
 
 
 def decay_epochs(epochs: int, lr_decay_epoch: Sequence[int], lr_decay_period: int = 0) -> List[int]:
@@ -159,103 +126,93 @@ def wrap_distributed(model: torch.nn.Module, device: torch.device, distributed: 
         model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def fit(*, model, train_loader, train_sampler, val_loader, metric, optimizer, lr_scheduler,
-        epochs: int, device: torch.device, save_prefix: str, model_name: str, model_kwargs: dict,
-        args: dict, scaler=None, amp_dtype=None, resume: Optional[str] = None, save_interval: int = 10,
-        val_interval: int = 1, log_interval: int = 100, checkpoint_iters: int = 0,
-        on_epoch_start: Optional[Callable[[int], None]] = None, max_epoch_iters: int = 0,
+def fit(state: TrainingState, config: RunConfig, *, train_loader, train_sampler,
         evaluate_fn: Optional[Callable[[torch.nn.Module], Tuple[List[str], List[float]]]] = None,
-        accumulate: int = 1) -> dict:
-    """Trains ``model`` for ``epochs`` epochs (continuing from ``resume`` if given).
+        on_epoch_start: Optional[Callable[[int], Optional[dict]]] = None) -> dict:
+    """Trains ``state``'s model to ``config.epochs`` (continuing from ``config.resume`` if given).
 
     ``train_sampler`` must offer ``set_epoch(epoch, start_batch)`` (see ``DetectionBatchSampler``).
     ``on_epoch_start(epoch)`` runs before each epoch (e.g. switching mixup) and may return a dict
-    of flags kept in that epoch's history record (``{'mixup': True}``).
-    ``max_epoch_iters`` > 0 stops each epoch after that many batches (for quick experiments).
-    ``accumulate`` N splits every batch into N micro-batches (see ``train_one_epoch``); batches,
-    ``epoch_iter`` and checkpoints count optimizer updates, so a resume is exact.
-    Validation runs ``evaluate(net, val_loader, metric)`` (detection), or ``evaluate_fn(net)`` when
-    given (e.g. classification accuracy); either returns ``(names, floats)`` whose last value is the
-    score kept as ``best_map`` (higher is better: VOC mAP, COCO AP@[.5:.95], top-1 accuracy).
-    The first validation always writes ``_best.pth`` (even at a score of 0), later ones when
-    they beat it. Returns ``{'best_map', 'history'}`` where history lists each epoch's losses and
-    validation; ``best_map`` is None when no validation ran.
+    of flags kept in that epoch's history record (``{'mixup': True}``). Updates, ``epoch_iter``
+    and checkpoints count optimizer updates (``config.accumulate`` micro-batches each), so a
+    resume is exact: the weights, the schedule and the epoch's logged means and images/s equal
+    the uninterrupted run's (the running epoch's meters are part of the checkpoint).
+    Validation runs ``evaluate_fn(net)`` every ``config.val_interval`` epochs and after the last;
+    it returns ``(names, floats)`` whose last value is the score (higher is better: VOC mAP, COCO
+    AP@[.5:.95], top-1). The first validation always writes ``_best.pth`` (even at a score of 0),
+    later ones when they beat it. Returns ``{'best_score', 'score_name', 'history'}``;
+    ``best_score`` is None when no validation ran.
     """
-    start_epoch, start_iter, best_map, history = 0, 0, None, []  # None: nothing validated yet
-    if resume:
-        state = restore(resume, model, optimizer, lr_scheduler, scaler)
-        start_epoch, start_iter = state["epoch"], state["epoch_iter"]
-        best_map = state.get("best_map")
-        history = state.get("history", [])
-        logger.info("resumed from %s at epoch %d, batch %d (best score %s)", resume, start_epoch,
-                    start_iter, "none yet" if best_map is None else f"{best_map:.4f}")
+    if config.resume:
+        state.load(config.resume)
+        logger.info("resumed from %s at epoch %d, update %d (best %s %s)", config.resume, state.epoch,
+                    state.epoch_iter, config.score_name,
+                    "none yet" if state.best_score is None else f"{state.best_score:.4f}")
+    prefix, main = config.save_prefix, is_main_process()
+    last = f"{prefix}_last.pth"
 
-    def checkpoint(path, epoch, epoch_iter):
-        if is_main_process():
-            save_checkpoint(path, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler,
-                            scaler=scaler, epoch=epoch, epoch_iter=epoch_iter, model_name=model_name,
-                            model_kwargs=model_kwargs, best_map=best_map, args=args,
-                            extra={"history": history, "semantics": semantics})
+    def checkpoint(path, **kwargs):
+        if main:
+            state.save(path, config, **kwargs)
 
-    last = f"{save_prefix}_last.pth"
-    net = model.module if hasattr(model, "module") else model
-    semantics = training_semantics(net, optimizer)
-    logger.info("training semantics: %s", semantics)
-    if is_main_process() and getattr(lr_scheduler, "schedule", None):
-        total = epochs * (min(len(train_sampler), max_epoch_iters) if max_epoch_iters else len(train_sampler))
-        plot_lr_schedule(lr_scheduler.schedule, total, f"{save_prefix}_lr.png")
+    logger.info("training semantics: %s", state.semantics())
+    if main and getattr(state.lr_scheduler, "schedule", None):
+        per_epoch = len(train_sampler)
+        if config.max_epoch_iters:
+            per_epoch = min(per_epoch, config.max_epoch_iters)
+        plot_lr_schedule(state.lr_scheduler.schedule, config.epochs * per_epoch, f"{prefix}_lr.png")
     with StopRequest() as stop:
-        for epoch in range(start_epoch, epochs):
-            epoch_flags = (on_epoch_start(epoch) if on_epoch_start is not None else None) or {}
-            train_sampler.set_epoch(epoch, start_batch=start_iter if epoch == start_epoch else 0)
+        while state.epoch < config.epochs:
+            epoch = state.epoch
+            flags = (on_epoch_start(epoch) if on_epoch_start is not None else None) or {}
+            train_sampler.set_epoch(epoch, start_batch=state.epoch_iter)
 
-            def on_step(epoch_iter, epoch=epoch):
-                if checkpoint_iters and epoch_iter % checkpoint_iters == 0:
-                    checkpoint(last, epoch, epoch_iter)
-                return bool(max_epoch_iters) and epoch_iter >= max_epoch_iters
+            def on_step(epoch_iter):
+                state.epoch_iter = epoch_iter
+                if config.checkpoint_iters and epoch_iter % config.checkpoint_iters == 0:
+                    checkpoint(last)
+                return bool(config.max_epoch_iters) and epoch_iter >= config.max_epoch_iters
 
-            tic = time.time()
-            stats = train_one_epoch(model, train_loader, optimizer, lr_scheduler, epoch=epoch, device=device,
-                                    scaler=scaler, amp_dtype=amp_dtype, log_interval=log_interval,
-                                    start_iter=start_iter if epoch == start_epoch else 0, on_step=on_step,
-                                    stop=stop, accumulate=accumulate)
+            stats = train_one_epoch(state.model, train_loader, state.optimizer, state.lr_scheduler, epoch=epoch,
+                                    device=config.device, scaler=state.scaler, amp_dtype=config.amp_dtype,
+                                    log_interval=config.log_interval, start_iter=state.epoch_iter,
+                                    on_step=on_step, stop=stop, accumulate=config.accumulate, meter=state.meter)
+            state.epoch_iter = stats["epoch_iter"]
             if stats["stopped"] and stop.requested:
-                checkpoint(last, epoch, stats["epoch_iter"])
-                logger.warning("stopped at epoch %d batch %d; resume with --resume %s", epoch,
-                               stats["epoch_iter"], last)
+                checkpoint(last)
+                logger.warning("stopped at epoch %d update %d; resume with --resume %s", epoch, state.epoch_iter,
+                               last)
                 break
-            losses = {k: v for k, v in stats.items() if k.endswith("loss")}
-            logger.info("[epoch %d] %.1fs, %s, lr=%.3e, %.1f images/s", epoch, time.time() - tic,
-                        ", ".join(f"{k}={v:.3f}" for k, v in losses.items()), stats["lr"],
-                        stats["images_per_sec"])
-            record = {"epoch": epoch, "lr": stats["lr"], "images_per_sec": stats["images_per_sec"], **losses,
-                      **epoch_flags}
-            current = None
-            validate = val_loader is not None or evaluate_fn is not None
-            if validate and ((epoch + 1) % val_interval == 0 or epoch + 1 == epochs):
-                if evaluate_fn is not None:
-                    names, values = evaluate_fn(net)
-                else:
-                    names, values = evaluate(net, val_loader, metric, device=device, desc=f"val {epoch}")
-                current = float(values[-1])
+            losses = {k: v for k, v in stats.items() if k not in ("lr", "images_per_sec", "epoch_iter", "stopped")}
+            for key in [k[:-4] for k in losses if k.endswith("_pos") and k[:-4] + "_neg" in losses]:
+                neg = losses[key + "_neg"]  # MegDet Table 1: positive to negative samples
+                losses[key + "_pos_neg_ratio"] = losses[key + "_pos"] / neg if neg else float("nan")
+            logger.info("[epoch %d] %.1fs, %s, lr=%.3e, %.1f images/s", epoch, state.meter.seconds,
+                        ", ".join(f"{k}={v:.3f}" for k, v in losses.items()), stats["lr"], stats["images_per_sec"])
+            record = {"epoch": epoch, "lr": stats["lr"], "images_per_sec": stats["images_per_sec"], **losses, **flags}
+            score = None
+            if evaluate_fn is not None and ((epoch + 1) % config.val_interval == 0 or epoch + 1 == config.epochs):
+                names, values = evaluate_fn(state.net)
+                score = float(values[-1])
                 coco = "AP50" in names  # COCO's score is AP@[.5:.95], keyed 'mAP' like VOC's
                 logger.info("[epoch %d] validation: %s", epoch, ", ".join(
                     f"{'AP@[.5:.95]' if coco and n == 'mAP' else n}={v:.4f}" for n, v in zip(names, values)))
                 record["val"] = dict(zip(names, map(float, values)))
-            history.append(record)
-            if current is not None and (best_map is None or current > best_map):  # the first always counts
-                best_map = current
-                checkpoint(f"{save_prefix}_best.pth", epoch + 1, 0)
-                if is_main_process():
-                    with open(f"{save_prefix}_best_map.log", "a") as f:
-                        f.write(f"{epoch:04d}:\t{current:.4f}\n")
-            if save_interval and (epoch + 1) % save_interval == 0:
-                checkpoint(f"{save_prefix}_{epoch:04d}_{current or 0.0:.4f}.pth", epoch + 1, 0)
-            checkpoint(last, epoch + 1, 0)
+            state.history.append(record)
+            if score is not None and (state.best_score is None or score > state.best_score):  # the first counts
+                state.best_score = score
+                checkpoint(f"{prefix}_best.pth", epoch_done=True)
+                if main:
+                    with open(f"{prefix}_best_map.log", "a") as f:
+                        f.write(f"{epoch:04d}:\t{score:.4f}\n")
+            if config.save_interval and (epoch + 1) % config.save_interval == 0:
+                checkpoint(f"{prefix}_{epoch:04d}_{score or 0.0:.4f}.pth", epoch_done=True)
+            state.epoch, state.epoch_iter, state.meter = epoch + 1, 0, EpochMeter()
+            checkpoint(last)
             barrier()
-    if is_main_process():
-        with open(f"{save_prefix}_history.json", "w") as f:
-            json.dump(history, f, indent=1)
-        if history:
-            plot_history(history, f"{save_prefix}_history.png")
-    return {"best_map": best_map, "history": history}
+    if main:
+        with open(f"{prefix}_history.json", "w") as f:
+            json.dump(state.history, f, indent=1)
+        if state.history:
+            plot_history(state.history, f"{prefix}_history.png")
+    return {"best_score": state.best_score, "score_name": config.score_name, "history": state.history}

@@ -32,7 +32,7 @@ from gluon_bof.data import build  # noqa: E402
 from gluon_bof.engine import evaluate  # noqa: E402
 from gluon_bof.evaluation import make_metric  # noqa: E402
 from gluon_bof.model_zoo import zoo_table  # noqa: E402
-from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
+from gluon_bof.training import build_model_from_checkpoint  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
 from gluon_bof.errors import ConfigError  # noqa: E402
 from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402

@@ -15,12 +15,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import matplotlib.pyplot as plt  # noqa: E402
 
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.data.base import read_image  # noqa: E402
-from gluon_bof.config import add_threads_arg  # noqa: E402
+import common  # noqa: E402  (scripts/common.py)
 from gluon_bof.errors import ConfigError  # noqa: E402
 from gluon_bof.evaluation import add_eval_source_args, detect_images, load_eval_model, resolve_device  # noqa: E402
 from gluon_bof.utils.checkpoint import load_checkpoint  # noqa: E402
@@ -39,7 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--num-images", type=int, default=6, help="test images drawn without --images")
     p.add_argument("--data-shape", type=int, default=None, help="input size (default: the checkpoint's, else 416)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
-    add_threads_arg(p)
+    common.add_threads_arg(p)
     p.add_argument("--thresh", type=float, default=0.5, help="score threshold for drawing")
     p.add_argument("--out", default="", help="one PNG grid of all images")
     p.add_argument("--out-dir", default="", help="one PNG per image")

@@ -12,7 +12,7 @@ built-in generated data (test split under --data-root): test images --scene-inde
 --scene-index + --num-scenes - 1 are the scenes (statistics pooled), and the patch is the largest
 non-difficult object (of --patch-class, if given) that touches no other box, cropped from a later image.
 A patch PNG with an alpha channel is alpha-blended, any other patch pasted as a rectangle. The rules
-(matching, occlusion) are in ``gluon_bof/utils/elephant.py``. Writes OUT/elephant.json,
+(matching, occlusion) are in ``gluon_bof/experiments/elephant.py``. Writes OUT/elephant.json,
 OUT/<model>_sheet.png (a contact sheet of frames), with --gif OUT/<model>.gif, and OUT/scene<i>.png,
 OUT/patch.png (the inputs used).
 """
@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.data.base import read_image  # noqa: E402
 from gluon_bof.evaluation import detect_images, resolve_device  # noqa: E402
-from gluon_bof.utils import elephant  # noqa: E402
-from gluon_bof.utils.checkpoint import build_model_from_checkpoint  # noqa: E402
+from gluon_bof.experiments import elephant  # noqa: E402
+from gluon_bof.training import build_model_from_checkpoint  # noqa: E402
 from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 
 

@@ -20,12 +20,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.evaluation import (add_eval_metric_args, add_eval_source_args, eval_metric_factory,  # noqa: E402
                                   evaluate_at_sizes, image_set, load_eval_model, resolve_device)
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
-from gluon_bof.config import add_threads_arg  # noqa: E402
+import common  # noqa: E402  (scripts/common.py)
 from gluon_bof.utils.cli import HelpFormatter, run_script  # noqa: E402
 from gluon_bof.utils.threads import configure_threads  # noqa: E402
 
@@ -45,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=1, help="images per batch (GluonCV: 1 per device)")
     p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2, help="data loader workers")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
-    add_threads_arg(p)
+    common.add_threads_arg(p)
     p.add_argument("--save-dir", default="", help="write eval.json and per-class AP PNGs here")
     args = p.parse_args(argv)
     if args.short and args.max_size and len(args.max_size) not in (1, len(args.short)):

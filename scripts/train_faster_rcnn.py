@@ -19,21 +19,20 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from torch import nn  # noqa: E402
 
+import common  # noqa: E402  (scripts/common.py)
 from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
-from gluon_bof.engine import amp_settings  # noqa: E402
-from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
+from gluon_bof.engine import amp_settings, detection_evaluator  # noqa: E402
 from gluon_bof.errors import ConfigError  # noqa: E402
-from gluon_bof.model_zoo.rcnn.anchors import anchors_inside, min_anchor_side  # noqa: E402
-from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
-from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
-from gluon_bof.utils import distributed as dist  # noqa: E402
-from gluon_bof.config import add_common_train_args, check_train_args  # noqa: E402
-from gluon_bof.utils.cli import HelpFormatter, parse_ints, run_script  # noqa: E402
 from gluon_bof.evaluation import make_metric  # noqa: E402
+from gluon_bof.fit import start_run  # noqa: E402
+from gluon_bof.model_zoo.rcnn.anchors import anchors_inside, min_anchor_side  # noqa: E402
+from gluon_bof.utils import distributed as dist  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, parse_ints, run_script  # noqa: E402
 
 logger = logging.getLogger("train_faster_rcnn")
 
@@ -73,13 +72,13 @@ def parse_args(argv=None):
     p.add_argument("--roi-size", default=None, help="RoIAlign output h,w (C4 default 14,14)")
     p.add_argument("--rpn-test-post-nms", type=int, default=None, help="proposals kept at test time")
     p.add_argument("--rcnn-num-samples", type=int, default=None, help="RoIs sampled per training image (128)")
-    add_common_train_args(p, batch_size=1, epochs=None, lr=None, lr_decay_epoch=None, wd=None)
+    common.add_common_train_args(p, batch_size=1, epochs=None, lr=None, lr_decay_epoch=None, wd=None)
     p.set_defaults(save_interval=1)  # GluonCV's
     args = p.parse_args(argv)
     for key, value in DATASET_DEFAULTS[args.dataset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    return check_train_args(p, args)
+    return common.check_train_args(p, args)
 
 
 def warmup_schedule(lr_warmup: int, factor: float, warmup_epochs: int = 0, warmup_lr: float = 0.0) -> dict:
@@ -109,9 +108,9 @@ def run(args, ctx):
 
     train_set, val_set = build.build_datasets(args.dataset, args.data_root, args.num_samples)
     model_name, model_kwargs = build.zoo_name(family, args.network, args.dataset, val_set.classes)
-    model_kwargs.update(short=short, max_size=args.max_size, label_smooth=args.label_smooth,
-                        label_smooth_eps=args.label_smooth_eps, mixup_mode=args.mixup_mode,
-                        rpn_smoothl1_rho=args.rpn_smoothl1_rho, rcnn_smoothl1_rho=args.rcnn_smoothl1_rho)
+    model_kwargs.update(short=short, max_size=args.max_size)
+    loss = dict(label_smooth=args.label_smooth, label_smooth_eps=args.label_smooth_eps, mixup_mode=args.mixup_mode,
+                rpn_smoothl1_rho=args.rpn_smoothl1_rho, rcnn_smoothl1_rho=args.rcnn_smoothl1_rho)
     custom = dict(scales=args.anchor_scales and tuple(float(x) for x in args.anchor_scales.split(",")),
                   roi_size=args.roi_size and tuple(parse_ints(args.roi_size)),
                   rpn_test_post_nms=args.rpn_test_post_nms, num_sample=args.rcnn_num_samples)
@@ -121,7 +120,8 @@ def run(args, ctx):
         if args.use_fpn:  # GluonCV's faster_rcnn_fpn_syncbn: BN in the FPN and box head, all layers train
             model_kwargs.update(fpn_norm_layer=nn.BatchNorm2d, head_norm_layer=nn.BatchNorm2d, freeze_layers=0)
     model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs)
-    model = set_running_var_rule(model.to(ctx.device), args.bn_running_var)
+    args.syncbn = syncbn
+    model = common.prepare_model(args, model.configure_loss(**loss), ctx.device)
     short_min = short if isinstance(short, int) else min(short)
     inside, total = anchors_inside(model, (short_min, args.max_size))
     if not inside:  # the RPN would train on nothing: rpn losses 0 at every step
@@ -129,11 +129,6 @@ def run(args, ctx):
                           f"{min_anchor_side(model):.0f} px; anchors crossing the border are not trained): "
                           f"the RPN would never learn. Use a larger --short or smaller --anchor-scales (e.g. 2,4,8)")
     logger.info("%d of %d RPN anchors fit inside a %dx%d image", inside, total, short_min, args.max_size)
-    if syncbn:
-        model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size,
-                                            biased_running_var=args.bn_running_var == "biased")
-    if args.grad_checkpoint:
-        set_grad_checkpointing(model)
 
     mixup = None
     if args.mixup:
@@ -147,28 +142,18 @@ def run(args, ctx):
         num_workers=args.num_workers, rank=ctx.rank, world_size=ctx.world_size)
     metric = make_metric("coco" if args.dataset == "coco" else "voc07", val_set)
 
-    warmup = warmup_schedule(args.lr_warmup, args.lr_warmup_factor, args.warmup_epochs, args.warmup_lr)
-    optimizer, lr_scheduler = build_optimizer_and_schedule(
-        model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, iters_per_epoch=len(sampler),
-        batch_size=args.batch_size, lr_base_batch=args.lr_base_batch, sgd_rule=args.sgd_rule,
-        max_epoch_iters=args.max_epoch_iters, first_update=0, mode=args.lr_mode, epochs=args.epochs,
-        step_factor=args.lr_decay, power=2.0, **warmup,
-        step_epochs=decay_epochs(args.epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
+    optimizer, lr_scheduler = common.optimizer_and_schedule(
+        args, model, iters_per_epoch=len(sampler), first_update=0,
+        **warmup_schedule(args.lr_warmup, args.lr_warmup_factor, args.warmup_epochs, args.warmup_lr))
     amp_dtype, scaler = amp_settings(args.amp, args.amp_dtype, ctx.device)
-    model = wrap_distributed(model, ctx.device, ctx.distributed)
-    on_epoch_start = build.mixup_switch(mixup_set, mixup, epochs=args.epochs, no_mixup_epochs=args.no_mixup_epochs)
-
-    result = fit(model=model, train_loader=train_loader, train_sampler=sampler, val_loader=val_loader,
-                 metric=metric, optimizer=optimizer, lr_scheduler=lr_scheduler, epochs=args.epochs,
-                 device=ctx.device, save_prefix=save_prefix, model_name=model_name,
-                 model_kwargs=model_kwargs, args=vars(args), scaler=scaler, amp_dtype=amp_dtype,
-                 resume=args.resume or None, save_interval=args.save_interval,
-                 val_interval=args.val_interval, log_interval=args.log_interval,
-                 checkpoint_iters=args.checkpoint_iters, on_epoch_start=on_epoch_start,
-                 max_epoch_iters=args.max_epoch_iters, accumulate=args.accumulate)
-    logger.info("best validation mAP %s; checkpoints under %s_*.pth",
-                "none (no validation ran)" if result["best_map"] is None else f"{result['best_map']:.4f}", save_prefix)
-    return result
+    config = common.run_config(args, save_prefix=save_prefix, device=ctx.device, model_name=model_name,
+                               model_kwargs=model_kwargs, amp_dtype=amp_dtype, train_settings=loss,
+                               score_name="AP@[.5:.95]" if args.dataset == "coco" else "mAP")
+    return common.train(ctx, config, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
+                        train_loader=train_loader, sampler=sampler,
+                        evaluate_fn=detection_evaluator(val_loader, metric, ctx.device),
+                        on_epoch_start=build.mixup_switch(mixup_set, mixup, epochs=args.epochs,
+                                                          no_mixup_epochs=args.no_mixup_epochs))
 
 
 if __name__ == "__main__":

@@ -21,20 +21,21 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import torch  # noqa: E402
+
+import common  # noqa: E402  (scripts/common.py)
 from gluon_bof import model_zoo  # noqa: E402
 from gluon_bof.classification import (ClassifierWithLoss, build_teacher, classification_evaluator,  # noqa: E402
                                       classification_loaders)
 from gluon_bof.data.classification import ImageFolderDataset, prepare_synthetic_classification  # noqa: E402
 from gluon_bof.engine import amp_settings  # noqa: E402
-from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
+from gluon_bof.fit import check_batch_split, start_run  # noqa: E402
 from gluon_bof.nn.classification import DISTILL_MODES, INIT_MODES, SMOOTHING_MODES, init_weights  # noqa: E402
-from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
-from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
-from gluon_bof.config import add_semantics_args, add_threads_arg, check_batch_split, device_for_gpus  # noqa: E402
 from gluon_bof.errors import ConfigError  # noqa: E402
-from gluon_bof.utils.cli import HelpFormatter, parse_ints, parser_error, run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, parser_error, run_script  # noqa: E402
 from gluon_bof.utils.logger import setup_logger  # noqa: E402
 
 logger = logging.getLogger("train_imagenet")
@@ -51,7 +52,7 @@ def parse_args(argv=None):
     a("--batch-size", type=int, default=32, help="GLOBAL mini-batch (all processes; GluonCV: per device)")
     a("--num-workers", "-j", dest="num_workers", type=int, default=4, help="data loader workers per process")
     a("--device", default="auto", help="auto | cpu | cuda | cuda:K")
-    add_threads_arg(p)
+    common.add_threads_arg(p)
     a("--num-gpus", type=int, default=None,
       help="GluonCV's flag: 0 trains on the CPU, 1 on the GPU; more GPUs run one process each under torchrun "
            "(--nproc_per_node N), so N > 1 is refused with that command")
@@ -109,7 +110,7 @@ def parse_args(argv=None):
     a("--logging-file", default=None, help="log file (default: <save prefix>_train.log)")
     a("--seed", type=int, default=233, help="random seed (data order, augmentation, mixup, initialisation)")
     a("--max-epoch-iters", type=int, default=0, help="cap batches per epoch (quick runs; 0: no cap)")
-    add_semantics_args(p)
+    common.add_semantics_args(p)
     args = p.parse_args(argv)
     if args.input_size is None:
         args.input_size = 299 if args.model.lower().startswith("inception") else 224
@@ -118,7 +119,7 @@ def parse_args(argv=None):
                 f"{args.mixup_off_epoch} of --num-epochs {args.num_epochs}")
     if args.num_gpus is not None:
         try:
-            args.device = device_for_gpus(",".join(map(str, range(args.num_gpus))), args.device)
+            args.device = common.device_for_gpus(",".join(map(str, range(args.num_gpus))), args.device)
         except ConfigError as e:
             parser_error(p, str(e).replace("--gpus", "--num-gpus"))
     try:
@@ -138,21 +139,19 @@ def main(argv=None):
 def build_model(args, num_classes: int):
     """``(classifier, model_name, model_kwargs)`` for ``--model`` and the tricks that change it."""
     if args.use_se or args.batch_norm:
-        raise SystemExit("--use_se / --batch-norm select SE-ResNet / VGG variants, which the zoo does not have")
+        raise ConfigError("--use_se / --batch-norm select SE-ResNet / VGG variants, which the zoo does not have")
     name = args.model.lower()
     if name not in model_zoo.list_models():
-        raise SystemExit(f"--model {args.model}: not in the zoo (see gluon_bof.model_zoo.list_models())")
+        raise ConfigError(f"--model {args.model}: not in the zoo (see gluon_bof.model_zoo.list_models())")
     kwargs = {"classes": num_classes}
     if args.last_gamma:
         if not name.startswith("resnet"):
-            raise SystemExit(f"--last-gamma: {name} has no residual blocks with a last BatchNorm")
+            raise ConfigError(f"--last-gamma: {name} has no residual blocks with a last BatchNorm")
         kwargs["last_gamma"] = True
-    net = set_running_var_rule(model_zoo.get_model(name, **kwargs), args.bn_running_var)
-    if args.grad_checkpoint:
-        try:
-            set_grad_checkpointing(net)
-        except ValueError as e:
-            raise SystemExit(f"--grad-checkpoint: {e}") from e
+    try:
+        net = common.prepare_model(args, model_zoo.get_model(name, **kwargs), torch.device("cpu"))
+    except ValueError as e:
+        raise ConfigError(f"--grad-checkpoint: {e}") from e
     if args.use_pretrained:  # GluonCV's ImageNet weights; a head of another size keeps its init
         pretrained = model_zoo.get_model(name, **{**kwargs, "classes": 1000}, pretrained=True).state_dict()
         own = net.state_dict()
@@ -192,15 +191,15 @@ def run(args, ctx):
         smoothing_eps=args.label_smoothing_eps if args.label_smoothing else 0.0,
         smoothing_mode=args.label_smoothing_mode, jitter_mode=args.jitter_mode)
 
-    optimizer, lr_scheduler = build_optimizer_and_schedule(
-        model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, nesterov=not args.no_nag,
-        sgd_rule=args.sgd_rule,
-        iters_per_epoch=len(sampler), max_epoch_iters=args.max_epoch_iters, batch_size=args.batch_size,
-        lr_base_batch=args.lr_base_batch, mode=args.lr_mode, epochs=args.num_epochs,
-        warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, step_factor=args.lr_decay, power=2.0,
-        step_epochs=decay_epochs(args.num_epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
+    optimizer, lr_scheduler = common.optimizer_and_schedule(args, model, iters_per_epoch=len(sampler),
+                                                            epochs=args.num_epochs, nesterov=not args.no_nag)
     amp_dtype, scaler = amp_settings(args.dtype != "float32", args.dtype, ctx.device, flag="--dtype")
-    model = wrap_distributed(model, ctx.device, ctx.distributed)
+    config = common.run_config(args, save_prefix=save_prefix, device=ctx.device, model_name=model_name,
+                               model_kwargs=model_kwargs, amp_dtype=amp_dtype, score_name="top1",
+                               epochs=args.num_epochs, save_interval=args.save_frequency,
+                               train_settings=dict(label_smoothing=args.label_smoothing,
+                                                   label_smoothing_mode=args.label_smoothing_mode,
+                                                   mixup=args.mixup, distill_mode=args.distill_mode))
 
     def on_epoch_start(epoch: int) -> dict:
         collate.enabled = args.mixup and epoch < args.num_epochs - args.mixup_off_epoch
@@ -209,17 +208,9 @@ def run(args, ctx):
                         else f"off (the last {args.mixup_off_epoch} epochs)")
         return {"mixup": collate.enabled}
 
-    result = fit(model=model, train_loader=train_loader, train_sampler=sampler, val_loader=None, metric=None,
-                 optimizer=optimizer, lr_scheduler=lr_scheduler, epochs=args.num_epochs, device=ctx.device,
-                 save_prefix=save_prefix, model_name=model_name, model_kwargs=model_kwargs, args=vars(args),
-                 scaler=scaler, amp_dtype=amp_dtype, resume=args.resume or None,
-                 save_interval=args.save_frequency, val_interval=args.val_interval,
-                 log_interval=args.log_interval, checkpoint_iters=args.checkpoint_iters,
-                 on_epoch_start=on_epoch_start, max_epoch_iters=args.max_epoch_iters,
-                 evaluate_fn=classification_evaluator(val_loader, ctx.device), accumulate=args.accumulate)
-    logger.info("best validation top-1 %s; checkpoints under %s_*.pth",
-                "none (no validation ran)" if result["best_map"] is None else f"{result['best_map']:.4f}", save_prefix)
-    return result
+    return common.train(ctx, config, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
+                        train_loader=train_loader, sampler=sampler,
+                        evaluate_fn=classification_evaluator(val_loader, ctx.device), on_epoch_start=on_epoch_start)
 
 
 if __name__ == "__main__":

@@ -13,19 +13,18 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import common  # noqa: E402  (scripts/common.py)
 from gluon_bof import model_zoo  # noqa: E402
-from gluon_bof.model_zoo import yolo3  # noqa: E402
 from gluon_bof.data import build  # noqa: E402
 from gluon_bof.data.loader import random_shape_sizes  # noqa: E402
-from gluon_bof.engine import amp_settings  # noqa: E402
-from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
-from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
-from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit, start_run, wrap_distributed  # noqa: E402
-from gluon_bof.utils import distributed as dist  # noqa: E402
-from gluon_bof.config import add_common_train_args, check_train_args  # noqa: E402
-from gluon_bof.utils.cli import HelpFormatter, parse_ints, run_script  # noqa: E402
+from gluon_bof.engine import amp_settings, detection_evaluator  # noqa: E402
 from gluon_bof.evaluation import make_metric  # noqa: E402
+from gluon_bof.fit import start_run  # noqa: E402
+from gluon_bof.model_zoo import yolo3  # noqa: E402
+from gluon_bof.utils import distributed as dist  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, parse_ints, run_script  # noqa: E402
 
 logger = logging.getLogger("train_yolo3")
 
@@ -50,8 +49,8 @@ def parse_args(argv=None):
                         help="paper: 1-eps / eps/(K-1) (Eq. 3); gluoncv: GluonCV's min(1/C, 1/40)")
     parser.add_argument("--hue-mode", default="degrees", choices=["degrees", "gluoncv"],
                         help="hue jitter angle unit: degrees (correct) or GluonCV's radians behaviour")
-    add_common_train_args(parser)
-    return check_train_args(parser, parser.parse_args(argv))
+    common.add_common_train_args(parser)
+    return common.check_train_args(parser, parser.parse_args(argv))
 
 
 def main(argv=None):
@@ -74,15 +73,10 @@ def run(args, ctx):
         model_kwargs["obj_prior"] = args.obj_prior
     if args.head_channels:
         model_kwargs["channels"] = parse_ints(args.head_channels)
-    model_kwargs.update(label_smooth=args.label_smooth, label_smooth_eps=args.label_smooth_eps,
-                        label_smooth_mode=args.label_smooth_mode)
-    model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs).to(ctx.device)
-    model = set_running_var_rule(model, args.bn_running_var)
-    if args.syncbn:
-        model = dist.convert_sync_batchnorm(model, group_size=args.bn_group_size,
-                                            biased_running_var=args.bn_running_var == "biased")
-    if args.grad_checkpoint:
-        set_grad_checkpointing(model)
+    loss = dict(label_smooth=args.label_smooth, label_smooth_eps=args.label_smooth_eps,
+                label_smooth_mode=args.label_smooth_mode)
+    model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs)
+    model = common.prepare_model(args, model.configure_loss(**loss), ctx.device)
 
     sizes = (args.data_shape if args.no_random_shape
              else random_shape_sizes(args.random_shape_min, args.random_shape_max))
@@ -95,28 +89,16 @@ def run(args, ctx):
                                         num_workers=args.num_workers, rank=ctx.rank, world_size=ctx.world_size)
     metric = make_metric("coco" if args.dataset == "coco" else "voc07", val_set,
                          data_shape=(args.data_shape, args.data_shape))
-
-    optimizer, lr_scheduler = build_optimizer_and_schedule(
-        model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, iters_per_epoch=len(sampler),
-        batch_size=args.batch_size, lr_base_batch=args.lr_base_batch, sgd_rule=args.sgd_rule,
-        max_epoch_iters=args.max_epoch_iters, mode=args.lr_mode, epochs=args.epochs,
-        warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, step_factor=args.lr_decay, power=2.0,
-        step_epochs=decay_epochs(args.epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
+    optimizer, lr_scheduler = common.optimizer_and_schedule(args, model, iters_per_epoch=len(sampler))
     amp_dtype, scaler = amp_settings(args.amp, args.amp_dtype, ctx.device)
-    model = wrap_distributed(model, ctx.device, ctx.distributed)
-    on_epoch_start = build.mixup_switch(mixup_set, mixup, epochs=args.epochs, no_mixup_epochs=args.no_mixup_epochs)
-
-    result = fit(model=model, train_loader=train_loader, train_sampler=sampler, val_loader=val_loader,
-                 metric=metric, optimizer=optimizer, lr_scheduler=lr_scheduler, epochs=args.epochs,
-                 device=ctx.device, save_prefix=save_prefix, model_name=model_name,
-                 model_kwargs=model_kwargs, args=vars(args), scaler=scaler, amp_dtype=amp_dtype,
-                 resume=args.resume or None, save_interval=args.save_interval,
-                 val_interval=args.val_interval, log_interval=args.log_interval,
-                 checkpoint_iters=args.checkpoint_iters, on_epoch_start=on_epoch_start,
-                 max_epoch_iters=args.max_epoch_iters, accumulate=args.accumulate)
-    logger.info("best validation mAP %s; checkpoints under %s_*.pth",
-                "none (no validation ran)" if result["best_map"] is None else f"{result['best_map']:.4f}", save_prefix)
-    return result
+    config = common.run_config(args, save_prefix=save_prefix, device=ctx.device, model_name=model_name,
+                               model_kwargs=model_kwargs, amp_dtype=amp_dtype, train_settings=loss,
+                               score_name="AP@[.5:.95]" if args.dataset == "coco" else "mAP")
+    return common.train(ctx, config, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
+                        train_loader=train_loader, sampler=sampler,
+                        evaluate_fn=detection_evaluator(val_loader, metric, ctx.device),
+                        on_epoch_start=build.mixup_switch(mixup_set, mixup, epochs=args.epochs,
+                                                          no_mixup_epochs=args.no_mixup_epochs))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gluon_bof.data.loader import TrainBatch
 from gluon_bof.classification import ClassifierWithLoss, classification_evaluator, topk_correct
 from gluon_bof.engine import train_one_epoch
 from gluon_bof.fit import build_optimizer_and_schedule
@@ -42,7 +43,7 @@ def test_overfits_a_few_images():
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     net = init_weights(get_model("resnet18_v1b", classes=4, last_gamma=True), "xavier")
     model = ClassifierWithLoss(net)
-    loader = [(images, smooth_targets(labels, 4, 0.0))] * 30
+    loader = [TrainBatch(images, smooth_targets(labels, 4, 0.0))] * 30
     opt, sched = build_optimizer_and_schedule(model, lr=0.05, momentum=0.9, wd=0.0, no_wd=True, nesterov=True,
                                               iters_per_epoch=len(loader), epochs=2, mode="constant")
     first = train_one_epoch(model, loader, opt, sched, epoch=0, device=torch.device("cpu"), log_interval=0)
@@ -52,3 +53,36 @@ def test_overfits_a_few_images():
     names, values = classification_evaluator(eval_loader, torch.device("cpu"))(model)
     assert dict(zip(names, values))["top1"] == 1.0
     assert np.isfinite(values).all()
+
+
+def test_inceptionv3_teacher_by_name(tmp_path, monkeypatch):
+    """``--teacher inceptionv3`` as typed: GluonCV's weights through the store (here a random
+    Inception-V3 exported in GluonCV's format, served from a local mirror), checked at 75 px,
+    Inception-V3's smallest input (the 64 px probe of other teachers is too small for it)."""
+    import hashlib
+
+    import pytest
+
+    from gluon_bof.classification import build_teacher
+    from gluon_bof.model_zoo import export_gluoncv_params, model_store
+
+    torch.manual_seed(0)
+    weights = tmp_path / "w.params"
+    export_gluoncv_params(get_model("inceptionv3"), weights)
+    sha1 = hashlib.sha1(weights.read_bytes()).hexdigest()
+    previous = model_store.register_model_sha1("inceptionv3", sha1)
+    try:
+        mirror = tmp_path / "mirror"
+        mirror.mkdir()
+        weights.rename(mirror / f"inceptionv3-{sha1[:8]}.params")
+        monkeypatch.setenv("GLUON_BOF_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("GLUON_BOF_MIRROR", str(mirror))
+        monkeypatch.setenv("MXNET_GLUON_REPO", f"file://{tmp_path}/no-repo/")
+        teacher = build_teacher("inceptionv3", 1000, torch.device("cpu"))
+        assert type(teacher).__name__ == "Inception3" and not teacher.training
+        with pytest.raises(ValueError, match="at least 75x75, the training crops are 64x64"):
+            build_teacher("inceptionv3", 1000, torch.device("cpu"), input_size=64)
+        with pytest.raises(ValueError, match="1000 outputs, the data has 5 classes"):
+            build_teacher("inceptionv3", 5, torch.device("cpu"))
+    finally:
+        model_store.register_model_sha1("inceptionv3", previous)

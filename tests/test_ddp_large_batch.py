@@ -4,6 +4,7 @@ through ``fit.build_optimizer_and_schedule``) and the batch arithmetic of ``fit.
 import pytest
 import torch
 
+from gluon_bof.errors import ConfigError
 from gluon_bof.fit import build_optimizer_and_schedule, start_run
 from gluon_bof.utils.optim import linear_scaled_lr
 
@@ -34,7 +35,7 @@ def test_optimizer_sees_the_scaled_lr():
 def test_start_run_checks_batch_divides_into_processes_and_micro_batches(tmp_path):
     kw = dict(save_prefix=str(tmp_path / "run"), rank=0, seed=0, settings={})
     assert start_run(world_size=4, batch_size=32, accumulate=2, **kw) == 8  # per process per update
-    with pytest.raises(SystemExit, match="--batch-size 24 is not divisible by the 4 processes x --accumulate 4"):
+    with pytest.raises(ConfigError, match="--batch-size 24 does not split over 4 processes x --accumulate 4"):
         start_run(world_size=4, batch_size=24, accumulate=4, **kw)
-    with pytest.raises(SystemExit, match="--batch-size 6 is not divisible by the 4 processes$"):
+    with pytest.raises(ConfigError, match="--batch-size 6 does not split over 4 processes [(]"):
         start_run(world_size=4, batch_size=6, **kw)

@@ -8,6 +8,7 @@ import torch
 from gluon_bof.data import COCODetection, VOCDetection, build
 from gluon_bof.data.convert import voc_to_coco
 from gluon_bof.engine import evaluate
+from gluon_bof.errors import ConfigError
 from gluon_bof.evaluation import format_table, make_metric
 
 CPU = torch.device("cpu")
@@ -119,7 +120,7 @@ def test_format_table_text_and_markdown():
 
 def test_coco_metric_needs_a_coco_dataset(data):
     voc, _ = data
-    with pytest.raises(SystemExit, match="gluon_bof.data.convert"):
+    with pytest.raises(ConfigError, match="gluon_bof.data.convert"):
         make_metric("coco", voc)
     with pytest.raises(ValueError, match="unknown metric"):
         make_metric("voc12", voc)

@@ -16,7 +16,7 @@ def test_yolo3_overfits_four_images(tmp_path):
     root = generate(str(tmp_path), num_trainval=4, num_test=1, seed=3)
     ds = VOCDetection(root, splits=((2007, "trainval"),))
     transform = YOLO3DefaultValTransform(128, 128)
-    images, labels = detection_collate([transform(*ds[i]) for i in range(len(ds))])
+    images, labels, _ = detection_collate([transform(*ds[i]) for i in range(len(ds))])
     train_labels = labels.clone()
     train_labels[..., 5] = torch.where(labels[..., 4] >= 0, 1.0, -1.0)  # column 6: mix weight 1
     net = get_model("yolo3_mobilenet0.25_custom", classes=ds.classes, channels=[32, 16, 16])

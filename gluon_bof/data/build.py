@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..errors import ConfigError
+from ..utils.home import default_data_root
 from ..utils.threads import worker_init
 from .loader import (DetectionBatchSampler, EvalBatchSampler, TransformDataset, detection_collate,
                      detection_pad_collate)
@@ -69,7 +70,6 @@ def build_datasets(dataset: str, root: Optional[str], num_samples: int = -1, tra
     """
     from .coco import COCODetection
     from .voc import VOCDetection
-    from ..utils.cli import default_data_root
 
     if root is None:
         if dataset != "voc":
@@ -168,7 +168,8 @@ def yolo3_val_loader(dataset, *, batch_size: int, data_shape: int, num_workers: 
     transform = YOLO3DefaultValTransform(data_shape, data_shape)
     sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size)
     return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
-                      num_workers=num_workers, worker_init_fn=worker_init, collate_fn=detection_collate)
+                      num_workers=num_workers, worker_init_fn=worker_init,
+                      collate_fn=partial(detection_collate, train=False))
 
 
 def mixup_switch(mixup_set, settings: Optional[MixupSettings], *, epochs: int, no_mixup_epochs: Optional[int]):
@@ -217,7 +218,8 @@ def faster_rcnn_train_loader(dataset, *, batch_size: int, short=600, max_size: i
     sampler = AspectRatioBatchSampler.from_dataset(dataset, batch_size, shuffle=True, drop_last=True,
                                                    seed=seed, rank=rank, world_size=world_size)
     loader = DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler, num_workers=num_workers,
-                        worker_init_fn=worker_init, collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
+                        worker_init_fn=worker_init,
+                        collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
                         persistent_workers=False, pin_memory=False, generator=_loader_generator(seed))
     return loader, sampler, mixup_set
 
@@ -239,5 +241,6 @@ def faster_rcnn_val_loader(dataset, *, batch_size: int = 1, short: int = 600, ma
     sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size,
                                group_ids=aspect_ratio_groups(dataset) if batch_size > 1 else None)
     return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler, num_workers=num_workers,
-                      worker_init_fn=worker_init, collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
+                      worker_init_fn=worker_init,
+                      collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility, train=False),
                       generator=_loader_generator(0))

@@ -25,8 +25,10 @@ import numpy as np
 import torch
 
 from ..utils.cli import run_script
+from ..utils.home import default_data_root
 from .base import DatasetError, check_dir, read_image
-from .loader import DetectionBatchSampler
+from ..nn.classification import mixup, smooth_targets
+from .loader import DetectionBatchSampler, TrainBatch
 
 __all__ = ["ImageFolderDataset", "ObjectCrops", "write_image_folder", "prepare_synthetic_classification",
            "ClassificationBatchSampler", "SeededTransformDataset", "MixupCollate", "IMAGE_EXTENSIONS"]
@@ -159,7 +161,6 @@ def prepare_synthetic_classification(out: Optional[str] = None, detection_root: 
     ``out`` defaults to ``<detection_root>/classification``. An existing complete folder (it holds
     ``classes.txt``) is reused; the folder is written under a temporary name and renamed.
     """
-    from ..utils.cli import default_data_root
     from .voc import VOCDetection
 
     detection_root = detection_root or default_data_root()
@@ -252,13 +253,11 @@ class MixupCollate:
             return 1.0
         return self.draw(batch_seed)
 
-    def __call__(self, batch):
-        from ..nn.classification import mixup, smooth_targets
-
+    def __call__(self, batch) -> TrainBatch:
         images = torch.stack([b[0] for b in batch])
         labels = torch.tensor([b[1] for b in batch], dtype=torch.int64)
         targets = smooth_targets(labels, self.num_classes, self.eps, self.smoothing_mode)
-        return mixup(images, targets, self.lam(batch[0][3]))
+        return TrainBatch(*mixup(images, targets, self.lam(batch[0][3])))
 
 
 def eval_collate(batch):

@@ -7,15 +7,36 @@ the same whatever the number of workers, and a run resumed mid-epoch sees exactl
 uninterrupted run would have seen.
 """
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["pad_labels", "detection_collate", "detection_pad_collate", "TransformDataset",
+__all__ = ["TrainBatch", "EvalBatch", "pad_labels", "detection_collate", "detection_pad_collate", "TransformDataset",
            "DetectionBatchSampler", "random_shape_sizes", "epoch_order", "shard_indices", "repeat_seeds",
            "eval_shard", "EvalBatchSampler"]
+
+
+class TrainBatch(NamedTuple):
+    """A training batch. ``images [B, 3, H, W]``; ``labels``: detection ``[B, M, 6]`` = XYXY input
+    pixels, class id, **mix weight** (the object's mixup ratio, 1 without mixup), rows padded with
+    -1; classification ``[B, K]`` soft targets. ``image_sizes [B, 2]`` (h, w) of each image inside a
+    zero-padded batch (Faster R-CNN), else None."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    image_sizes: Optional[torch.Tensor] = None
+
+
+class EvalBatch(NamedTuple):
+    """A validation batch. ``images [B, 3, H, W]``; ``labels [B, M, 6]`` = XYXY, class id,
+    **difficult** (0/1), padded with -1 (in original-image pixels when ``scales`` is given);
+    ``image_sizes [B, 2]`` (h, w) inside a padded batch or None; ``scales [B, 2]`` (sy, sx) from
+    the input back to the original image, or None."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    image_sizes: Optional[torch.Tensor] = None
+    scales: Optional[torch.Tensor] = None
 
 
 def pad_labels(labels: Sequence[np.ndarray], pad_value: float = -1.0) -> torch.Tensor:
@@ -32,22 +53,25 @@ def pad_labels(labels: Sequence[np.ndarray], pad_value: float = -1.0) -> torch.T
     return torch.from_numpy(out)
 
 
-def detection_collate(batch: List[Tuple[torch.Tensor, np.ndarray]]):
-    """Collates ``(image [3,H,W], label [N,C])`` pairs of one size into ``([B,3,H,W], [B,M,C])``."""
+def detection_collate(batch: List[Tuple[torch.Tensor, np.ndarray]], train: bool = True):
+    """Collates ``(image [3,H,W], label [N,C])`` pairs of one size into a :class:`TrainBatch`
+    (``train``: labels' column 5 is the mix weight) or an :class:`EvalBatch` (column 5 is
+    ``difficult``)."""
     images = torch.stack([torch.as_tensor(b[0]) for b in batch])
-    return images, pad_labels([b[1] for b in batch])
+    return (TrainBatch if train else EvalBatch)(images, pad_labels([b[1] for b in batch]))
 
 
-def detection_pad_collate(batch: List[Tuple[torch.Tensor, np.ndarray]], size_divisibility: int = 0):
+def detection_pad_collate(batch: List[Tuple[torch.Tensor, np.ndarray]], size_divisibility: int = 0,
+                          train: bool = True):
     """Collates ``(image [3,H_i,W_i], label [N,C])`` pairs of different sizes (Faster R-CNN).
 
     Images are zero-padded at the bottom/right to the batch's largest height and width (zero is
     the mean after normalisation; GluonCV's ``Pad`` also pads with 0), each side then rounded up
     to a multiple of ``size_divisibility`` when it is > 1 (FPN-style models).
-    Returns ``(images [B,3,H,W] float, labels [B,M,C] padded with -1, image_sizes [B,2] int64)``
-    where ``image_sizes[i] = (H_i, W_i)``, the real size of image i inside the padded batch.
-    Items ``(image, label, scale)`` (a validation transform's ``original_coords``) add a fourth
-    element, ``scales [B,2]`` float32, stacked from each item's ``scale``.
+    Returns a :class:`TrainBatch` (``train``) or :class:`EvalBatch` with ``images [B,3,H,W]``,
+    ``labels [B,M,C]`` padded with -1 and ``image_sizes [B,2]`` int64, ``image_sizes[i] = (H_i,
+    W_i)``, the real size of image i inside the padded batch. Validation items ``(image, label,
+    scale)`` (a validation transform's ``original_coords``) give the batch ``scales [B,2]`` float32.
     """
     images = [torch.as_tensor(b[0]) for b in batch]
     sizes = torch.tensor([tuple(im.shape[-2:]) for im in images], dtype=torch.int64)
@@ -58,10 +82,12 @@ def detection_pad_collate(batch: List[Tuple[torch.Tensor, np.ndarray]], size_div
     out = images[0].new_zeros((len(images), images[0].shape[0], h, w))
     for i, im in enumerate(images):
         out[i, :, :im.shape[-2], :im.shape[-1]] = im
-    if len(batch[0]) > 2:
-        scales = torch.as_tensor(np.stack([np.asarray(b[2], np.float32) for b in batch]))
-        return out, pad_labels([b[1] for b in batch]), sizes, scales
-    return out, pad_labels([b[1] for b in batch]), sizes
+    labels = pad_labels([b[1] for b in batch])
+    if train:
+        return TrainBatch(out, labels, sizes)
+    scales = (torch.as_tensor(np.stack([np.asarray(b[2], np.float32) for b in batch])) if len(batch[0]) > 2
+              else None)
+    return EvalBatch(out, labels, sizes, scales)
 
 
 class TransformDataset(Dataset):

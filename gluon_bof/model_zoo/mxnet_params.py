@@ -30,6 +30,7 @@ these prefixes and remembers them in ``MXNetParams.prefixes`` so ``save_params``
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 from typing import BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -127,7 +128,11 @@ def _read_array(r: _Reader, index: int) -> np.ndarray:
     if code not in DTYPE_CODES:
         raise r.fail(f"{what} has unknown dtype code {code} (known: {sorted(DTYPE_CODES)})")
     dtype = DTYPE_CODES[code]
-    count = int(np.prod(dims, dtype=np.int64))
+    count = math.prod(dims)  # Python ints: a corrupt shape cannot wrap around to a small size
+    left = len(r.buf) - r.pos
+    if count * dtype.itemsize > left:
+        raise r.fail(f"truncated file: {what} claims shape {dims} ({count} {dtype.name} values, "
+                     f"{count * dtype.itemsize} bytes) but {left} bytes are left (or a corrupt shape)")
     data = np.frombuffer(r.take(count * dtype.itemsize, f"{what} data {dims}"), dtype, count)
     if code == BF16_CODE:
         return (data.astype(np.uint32) << 16).view(np.float32).reshape(dims)

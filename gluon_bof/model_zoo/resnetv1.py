@@ -22,14 +22,14 @@ Inputs are ImageNet-normalised RGB ``[B, 3, H, W]``.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence, Type, Union
+from typing import Callable, List, Sequence, Type, Union
 
 import torch
 from torch import nn
 
 from .darknet import load_weights
 from .registry import register_model
-from .resnetv1b import _zero_gamma
+from .resnetv1b import _zero_gamma, residual_stages
 
 __all__ = ["BasicBlockV1", "BottleneckV1", "ResNetV1"]
 
@@ -135,6 +135,10 @@ class ResNetV1(nn.Module):
         feats.append(nn.AdaptiveAvgPool2d(1))
         self.features = nn.Sequential(*feats)
         self.output = nn.Linear(channels[-1], classes)
+
+    def checkpoint_stages(self) -> List[nn.Module]:
+        """The four residual stages of ``features``: what ``--grad-checkpoint`` recomputes."""
+        return residual_stages(self.features, (BasicBlockV1, BottleneckV1))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` -> the last stage's output (before global pooling)."""

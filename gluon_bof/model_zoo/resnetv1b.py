@@ -112,6 +112,14 @@ class BottleneckV1b(nn.Module):
 Block = Type[Union[BasicBlockV1b, BottleneckV1b]]
 
 
+def residual_stages(module: nn.Module, blocks=None) -> List[nn.Module]:
+    """The ``nn.Sequential`` stages of residual ``blocks`` (default: the V1b blocks) inside
+    ``module``: the units gradient checkpointing recomputes (``checkpoint_stages``)."""
+    blocks = blocks or (BasicBlockV1b, BottleneckV1b)
+    return [m for m in module.modules() if isinstance(m, nn.Sequential) and len(m)
+            and all(isinstance(c, blocks) for c in m)]
+
+
 class ResNetV1b(nn.Module):
     """ResNet V1b classifier (GluonCV's ``ResNetV1b``).
 
@@ -192,6 +200,10 @@ class ResNetV1b(nn.Module):
         for _ in range(1, blocks):
             blks.append(block(out_ch, planes, 1, dilation, None, dilation, norm_layer, last_gamma))
         return nn.Sequential(*blks)
+
+    def checkpoint_stages(self) -> List[nn.Module]:
+        """``layer1`` .. ``layer4``: what ``--grad-checkpoint`` recomputes."""
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` -> ``layer4`` output (before global pooling)."""

@@ -23,7 +23,7 @@ from ..nn.loss import YOLOV3Loss
 from .class_map import reuse_index_map
 from .darknet import conv_bn_leaky, darknet53, load_weights
 from .mobilenet import MobileNet
-from .registry import register_model
+from .registry import get_model, register_model
 from ..nn.nms import box_nms
 from .yolo_target import ignore_mask, merge_targets, prefetch_targets
 
@@ -171,9 +171,8 @@ class YOLOV3(nn.Module):
         self._classes = list(classes)
         self.set_nms(nms_thresh, nms_topk, post_nms)
         self.ignore_iou_thresh = ignore_iou_thresh
-        self.label_smooth = label_smooth
-        self.label_smooth_eps = label_smooth_eps
-        self.label_smooth_mode = label_smooth_mode
+        self.configure_loss(label_smooth=label_smooth, label_smooth_eps=label_smooth_eps,
+                            label_smooth_mode=label_smooth_mode)
         self.loss = YOLOV3Loss()
         self.stages = nn.ModuleList(stages)
         stage_ch = list(stage_channels or [_out_channels(s) for s in stages])[::-1]
@@ -191,6 +190,20 @@ class YOLOV3(nn.Module):
                                                   stride, alloc_size))
         if obj_prior is not None:
             self.init_objectness(obj_prior)
+
+    def checkpoint_stages(self) -> List[nn.Module]:
+        """The backbone slices feeding the three heads: what ``--grad-checkpoint`` recomputes."""
+        return list(self.stages)
+
+    def configure_loss(self, *, label_smooth: bool = False, label_smooth_eps: float = 0.1,
+                       label_smooth_mode: str = "paper") -> "YOLOV3":
+        """Training-only settings of the loss (not architecture: an evaluation rebuild needs none
+        of them): label smoothing of the class targets, 'paper' (1 - eps / eps/(C-1)) or
+        'gluoncv' (1 - s / s, s = min(1/C, 1/40)). Returns ``self``."""
+        self.label_smooth = label_smooth
+        self.label_smooth_eps = label_smooth_eps
+        self.label_smooth_mode = label_smooth_mode
+        return self
 
     @property
     def classes(self) -> List[str]:
@@ -345,6 +358,25 @@ def _yolo3(base: str, classes: Optional[Sequence[str]], pretrained_base=False,
     return load_weights(net, pretrained, f"yolo3_{base}_{dataset}")
 
 
+def transfer_model(name: str, classes: Sequence[str], **kwargs) -> YOLOV3:
+    """GluonCV's fine-tuning entry point, ``get_model('yolo3_..._custom', classes=[...],
+    transfer='voc')``: the zoo model ``name`` with its published weights (``pretrained=True``, or
+    the file ``kwargs['pretrained']``), then ``reset_class(classes)`` keeping the weights of the
+    classes both share (by name)."""
+    kwargs.setdefault("pretrained", True)
+    net = get_model(name, **kwargs)
+    net.reset_class(classes, reuse_weights=[c for c in classes if c in net.classes])
+    return net
+
+
+def _custom(base: str, classes: Sequence[str], transfer: Optional[str], **kwargs) -> YOLOV3:
+    if transfer is None:
+        return _yolo3(base, classes, **kwargs)
+    if transfer not in ("voc", "coco"):
+        raise ValueError(f"yolo3.py: transfer must be 'voc' or 'coco' (the published weights), got {transfer!r}")
+    return transfer_model(f"yolo3_{base}_{transfer}", classes, **kwargs)
+
+
 @register_model("yolo3_darknet53_voc")
 def yolo3_darknet53_voc(**kwargs) -> YOLOV3:
     """YOLOv3 on Darknet-53 for Pascal VOC (20 classes)."""
@@ -358,9 +390,10 @@ def yolo3_darknet53_coco(**kwargs) -> YOLOV3:
 
 
 @register_model("yolo3_darknet53_custom")
-def yolo3_darknet53_custom(*, classes: Sequence[str], **kwargs) -> YOLOV3:
-    """YOLOv3 on Darknet-53 for the given foreground ``classes``."""
-    return _yolo3("darknet53", classes, **kwargs)
+def yolo3_darknet53_custom(*, classes: Sequence[str], transfer: Optional[str] = None, **kwargs) -> YOLOV3:
+    """YOLOv3 on Darknet-53 for the given foreground ``classes``; ``transfer='voc'`` or ``'coco'``
+    starts from that model's GluonCV weights (:func:`transfer_model`)."""
+    return _custom("darknet53", classes, transfer, **kwargs)
 
 
 @register_model("yolo3_mobilenet1.0_voc")
@@ -376,9 +409,10 @@ def yolo3_mobilenet1_0_coco(**kwargs) -> YOLOV3:
 
 
 @register_model("yolo3_mobilenet1.0_custom")
-def yolo3_mobilenet1_0_custom(*, classes: Sequence[str], **kwargs) -> YOLOV3:
-    """YOLOv3 on MobileNet 1.0 for the given foreground ``classes``."""
-    return _yolo3("mobilenet1.0", classes, **kwargs)
+def yolo3_mobilenet1_0_custom(*, classes: Sequence[str], transfer: Optional[str] = None, **kwargs) -> YOLOV3:
+    """YOLOv3 on MobileNet 1.0 for the given foreground ``classes``; ``transfer='voc'`` or ``'coco'``
+    starts from that model's GluonCV weights (:func:`transfer_model`)."""
+    return _custom("mobilenet1.0", classes, transfer, **kwargs)
 
 
 @register_model("yolo3_mobilenet0.25_voc")
@@ -394,6 +428,7 @@ def yolo3_mobilenet0_25_coco(**kwargs) -> YOLOV3:
 
 
 @register_model("yolo3_mobilenet0.25_custom")
-def yolo3_mobilenet0_25_custom(*, classes: Sequence[str], **kwargs) -> YOLOV3:
-    """YOLOv3 on MobileNet 0.25 for the given foreground ``classes``."""
-    return _yolo3("mobilenet0.25", classes, **kwargs)
+def yolo3_mobilenet0_25_custom(*, classes: Sequence[str], transfer: Optional[str] = None, **kwargs) -> YOLOV3:
+    """YOLOv3 on MobileNet 0.25 for the given foreground ``classes``; ``transfer='voc'`` or ``'coco'``
+    starts from that model's GluonCV weights (:func:`transfer_model`)."""
+    return _custom("mobilenet0.25", classes, transfer, **kwargs)

@@ -9,6 +9,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from ..nn.smoothing import smoothing_values
+
 __all__ = ["prefetch_targets", "ignore_mask", "merge_targets", "smooth_class_targets"]
 
 
@@ -141,15 +143,9 @@ def smooth_class_targets(class_t: torch.Tensor, mode: str = "paper",
     gets ``1 - s`` and the others ``s`` (``eps`` unused). ``mode='paper'`` (BoF paper, Eq. 3):
     the true class gets ``1 - eps`` and the others ``eps / (C - 1)`` (only ``1 - eps`` if C = 1).
     """
-    num_class = class_t.shape[-1]
-    if mode == "gluoncv":
-        s = min(1.0 / num_class, 1.0 / 40)
-        pos, neg = 1.0 - s, s
-    elif mode == "paper":
-        pos, neg = 1.0 - eps, (eps / (num_class - 1) if num_class > 1 else 0.0)
-    else:
-        raise ValueError(f"yolo_target.py: label_smooth_mode must be 'gluoncv' or 'paper', "
-                         f"got {mode!r}")
+    if mode not in ("paper", "gluoncv"):
+        raise ValueError(f"yolo_target.py: label_smooth_mode must be 'gluoncv' or 'paper', got {mode!r}")
+    pos, neg = smoothing_values(class_t.shape[-1], eps, "paper" if mode == "paper" else "gluoncv_yolo")
     out = torch.where(class_t > 0.5, torch.full_like(class_t, pos), torch.full_like(class_t, neg))
     return torch.where(class_t < -0.5, class_t, out)
 

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .smoothing import smoothing_values
+
 __all__ = ["smooth_targets", "mixup", "soft_cross_entropy", "distillation_loss", "init_weights",
            "SMOOTHING_MODES", "DISTILL_MODES", "INIT_MODES"]
 
@@ -44,15 +46,10 @@ def smooth_targets(labels: torch.Tensor, num_classes: int, eps: float = 0.0,
     """
     if mode not in SMOOTHING_MODES:
         raise ValueError(f"label smoothing mode must be one of {SMOOTHING_MODES}, got {mode!r}")
-    if not 0.0 <= eps < 1.0:
-        raise ValueError(f"label smoothing eps must be in [0, 1), got {eps}")
     labels = torch.as_tensor(labels, dtype=torch.int64)
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
-    if mode == "paper":
-        on, off = 1.0 - eps, (eps / (num_classes - 1) if num_classes > 1 else 0.0)
-    else:
-        on, off = 1.0 - eps + eps / num_classes, eps / num_classes
+    on, off = smoothing_values(num_classes, eps, "paper" if mode == "paper" else "uniform")
     out = torch.full((labels.shape[0], num_classes), off, dtype=torch.float32)
     out.scatter_(1, labels[:, None], on)
     return out

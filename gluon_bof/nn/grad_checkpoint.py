@@ -5,7 +5,7 @@ A checkpointed stage keeps only its input for backward and recomputes its activa
 the memory of its activations. Switching it on changes neither the parameters, nor the
 ``state_dict`` keys, nor the outputs and gradients.
 
-The stages are the natural units of each backbone:
+The stages are the natural units of each backbone, declared by the model (``checkpoint_stages()``):
 
 - YOLOv3: ``model.stages`` (the backbone slices feeding the three heads: darknet53's or MobileNet's
   stages of stride 8, 16 and 32);
@@ -27,19 +27,14 @@ __all__ = ["set_grad_checkpointing", "backbone_stages", "is_checkpointed"]
 
 
 def backbone_stages(model: nn.Module) -> List[nn.Module]:
-    """The backbone stages :func:`set_grad_checkpointing` checkpoints (see the module docstring)."""
-    from ..model_zoo.resnetv1b import BasicBlockV1b, BottleneckV1b
-
+    """The stages :func:`set_grad_checkpointing` checkpoints: what the model declares in its
+    ``checkpoint_stages()`` (as timm's models declare theirs), nothing found by class here."""
     net = model.module if hasattr(model, "module") else model  # DistributedDataParallel
-    if isinstance(getattr(net, "stages", None), nn.ModuleList):
-        return list(net.stages)
-    blocks = (BasicBlockV1b, BottleneckV1b)
-    stages = [m for m in net.modules() if isinstance(m, nn.Sequential) and len(m)
-              and all(isinstance(c, blocks) for c in m)]
+    stages = net.checkpoint_stages() if hasattr(net, "checkpoint_stages") else []
     if not stages:
-        raise ValueError(f"grad_checkpoint.py: no backbone stages found in {type(net).__name__} "
-                         "(expected YOLOv3 'stages' or ResNet layers)")
-    return stages
+        raise ValueError(f"grad_checkpoint.py: {type(net).__name__} declares no stages to checkpoint "
+                         "(checkpoint_stages())")
+    return list(stages)
 
 
 @contextmanager

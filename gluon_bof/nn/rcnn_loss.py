@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .smoothing import smoothing_values
+
 __all__ = ["FasterRCNNLoss", "smooth_label_cross_entropy"]
 
 _MODES = ("paper", "gluoncv")
@@ -51,9 +53,9 @@ def smooth_label_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
     logp = F.log_softmax(logits.float(), dim=-1)
     if K < 2:
         raise ValueError("rcnn_loss.py: label smoothing needs at least 2 classes")
-    off = eps / (K - 1)
+    on, off = smoothing_values(K, eps, "paper")
     t = torch.full_like(logp, off)
-    t.scatter_(-1, target.clamp(min=0).unsqueeze(-1), 1.0 - eps)
+    t.scatter_(-1, target.clamp(min=0).unsqueeze(-1), on)
     return -(t * logp).sum(dim=-1)
 
 

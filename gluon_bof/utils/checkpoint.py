@@ -1,14 +1,11 @@
-"""Checkpoints written atomically, holding everything a run needs to continue exactly.
-
-A checkpoint is a dict saved with ``torch.save``: ``model``, ``optimizer``, ``lr_scheduler``,
-``scaler`` (state dicts), ``epoch`` (epochs completed), ``epoch_iter`` (batches done in the current
-epoch), ``rng`` (Python, NumPy, torch and CUDA generator states), ``model_name`` and
-``model_kwargs`` (to rebuild the network with ``get_model``), ``best_map`` and ``args`` (the resolved
-settings, also written beside it as JSON).
+"""Checkpoint files: written atomically, read with errors that name the file, and the random
+generators' states they carry. The schema (what a checkpoint holds) is
+:class:`gluon_bof.training.TrainingState`'s.
 """
 import json
 import os
 import random
+from typing import Optional
 
 import numpy as np
 import torch
@@ -17,7 +14,7 @@ from ..errors import CheckpointError
 from .fileio import atomic_open
 
 __all__ = ["atomic_save", "save_checkpoint", "load_checkpoint", "get_rng_state", "set_rng_state",
-           "build_model_from_checkpoint"]
+           "MissingCheckpointError"]
 
 
 def atomic_save(obj, path: str) -> None:
@@ -48,30 +45,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str, *, model, optimizer=None, lr_scheduler=None, scaler=None, epoch=0,
-                    epoch_iter=0, model_name=None, model_kwargs=None, best_map=None, args=None,
-                    extra=None) -> None:
-    """Writes a resumable checkpoint to ``path`` (atomically) and its settings to ``path``'s ``.json``."""
-    net = model.module if hasattr(model, "module") else model
-    state = {
-        "model": net.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "lr_scheduler": lr_scheduler.state_dict() if lr_scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "epoch": epoch,
-        "epoch_iter": epoch_iter,
-        "rng": get_rng_state(),
-        "model_name": model_name,
-        "model_kwargs": model_kwargs or {},
-        "best_map": best_map,
-        "args": args or {},
-    }
-    if extra:
-        state.update(extra)
+def save_checkpoint(path: str, state: dict, settings: Optional[dict] = None) -> None:
+    """Writes the checkpoint dict ``state`` to ``path`` atomically, and ``settings`` (the resolved
+    run settings) beside it as ``path``'s ``.json``. What goes into ``state`` is defined in one
+    place, :class:`gluon_bof.training.TrainingState`."""
     atomic_save(state, path)
-    if args is not None:
+    if settings is not None:
         with atomic_open(os.path.splitext(path)[0] + ".json", "w") as f:
-            f.write(json.dumps(args, indent=2, sort_keys=True, default=str))
+            f.write(json.dumps(settings, indent=2, sort_keys=True, default=str))
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
@@ -85,18 +66,3 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path!r} is not a gluon-bof checkpoint (no 'model' entry)")
     return state
-
-
-def build_model_from_checkpoint(path: str, map_location="cpu", **overrides):
-    """Rebuilds the network a checkpoint was trained with (``get_model(model_name, **model_kwargs)``)
-    and loads its weights. Returns ``(model, checkpoint)``."""
-    from ..model_zoo import get_model
-
-    state = load_checkpoint(path, map_location)
-    if not state.get("model_name"):
-        raise ValueError(f"checkpoint {path!r} does not record its model name")
-    kwargs = dict(state.get("model_kwargs") or {})
-    kwargs.update(overrides)
-    model = get_model(state["model_name"], **kwargs)
-    model.load_state_dict(state["model"])
-    return model, state

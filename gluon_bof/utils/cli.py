@@ -1,6 +1,6 @@
 """Small command-line helpers every script and ``python -m`` entry point uses: running a ``main``
-with one-line error messages (:func:`run_script`), the help formatter, ``"1,2" -> [1, 2]``, and the
-built-in data's default location. The training flags themselves are in :mod:`gluon_bof.config`.
+with one-line error messages (:func:`run_script`), the help formatter and ``"1,2" -> [1, 2]``.
+The training flags themselves are in scripts/common.py.
 """
 import argparse
 import os
@@ -8,7 +8,7 @@ import sys
 
 from ..errors import GluonBofError
 
-__all__ = ["HelpFormatter", "parser_error", "default_data_root", "parse_ints", "run_script", "USER_ERRORS"]
+__all__ = ["HelpFormatter", "parser_error", "parse_ints", "run_script", "USER_ERRORS"]
 
 # what a user's mistake raises (bad flags, files, data): one line and exit status 2, no traceback
 USER_ERRORS = (GluonBofError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
@@ -42,16 +42,8 @@ def parser_error(parser: argparse.ArgumentParser, message: str) -> None:
     sys.exit(2)
 
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """``--help`` shows every flag's default and keeps the description's line breaks."""
-
-
-def default_data_root() -> str:
-    """The built-in generated dataset (``make data`` writes it; scripts generate it if absent)."""
-    return os.environ.get("GLUON_BOF_DATA", os.path.join(REPO_ROOT, "data", "synthetic"))
 
 
 def parse_ints(text: str):

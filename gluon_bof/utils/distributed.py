@@ -12,11 +12,10 @@ import torch.distributed as dist
 
 from ..errors import ConfigError
 
-from gluon_bof.nn.sync_bn import convert_cross_gpu_bn
 
 __all__ = ["DistContext", "init_distributed", "run_in_process_group", "cleanup", "is_main_process", "get_rank",
            "get_world_size", "barrier", "all_gather_object", "any_process", "bn_groups",
-           "convert_sync_batchnorm"]
+]
 
 logger = logging.getLogger(__name__)
 
@@ -130,44 +129,3 @@ def bn_groups(world_size: int, group_size: int) -> list[list[int]]:
         raise ValueError(f"distributed.py: BatchNorm group size {group_size} does not divide "
                          f"world size {world_size}")
     return [list(range(start, start + group_size)) for start in range(0, world_size, group_size)]
-
-
-def convert_sync_batchnorm(model: torch.nn.Module, group_size: int | None = None,
-                           biased_running_var: bool = True) -> torch.nn.Module:
-    """Converts BatchNorm layers to :class:`~gluon_bof.nn.sync_bn.CrossGPUBatchNorm2d` (MegDet's
-    Cross-GPU BN) sharing batch statistics across processes, on any backend (gloo on CPU, NCCL).
-
-    Args:
-        model: the network; every ``nn.BatchNorm2d`` (subclasses included) and ``nn.SyncBatchNorm``
-            is replaced in place by a layer holding the same parameters and buffers
-            (:func:`~gluon_bof.nn.sync_bn.convert_cross_gpu_bn`); frozen BatchNorm is left alone.
-        group_size: ``None`` (or the world size): all processes share batch statistics. ``K``: the
-            world is split into groups of K consecutive ranks (``bn_groups``), each with its own
-            process group; statistics are shared within a group only. ``1``: plain per-process
-            BatchNorm, the model is returned unchanged. Must divide the world size.
-        biased_running_var: ``running_var`` is updated with the biased batch variance (MXNet's and
-            GluonCV's rule) when True, with the unbiased one (torch's) when False.
-
-    Collective: in a distributed run every rank must call this with the same ``group_size`` (each
-    rank creates every group with ``torch.distributed.new_group``, in the same order). In a single
-    process this warns and returns the model unchanged: there is nothing to synchronise.
-    Returns the model (assign the result).
-    """
-    world_size = get_world_size()
-    if world_size == 1:
-        logger.warning("--syncbn has no effect in a single process (launch with torchrun to use it)")
-        return model
-    if group_size is None:
-        group_size = world_size
-    groups = bn_groups(world_size, group_size)  # validates before any collective call
-    if group_size == 1:
-        logger.warning("--syncbn with group size 1 is plain per-process BatchNorm: model unchanged")
-        return model
-    process_group = None  # the default (world) group
-    if group_size < world_size:
-        rank = get_rank()
-        for ranks in groups:  # every rank creates every group, in the same order
-            group = dist.new_group(ranks=ranks)
-            if rank in ranks:
-                process_group = group
-    return convert_cross_gpu_bn(model, process_group, biased_running_var)

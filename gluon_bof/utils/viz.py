@@ -101,11 +101,14 @@ def plot_ap_delta(names: Sequence[str], deltas: Sequence[float], path: str,
 
 
 def plot_history(history: Sequence[dict], path: str) -> str:
-    """Writes the training curves of ``fit``'s history: each ``*_loss`` per epoch (left) and the
-    validation score where it was measured (right): the last value of each epoch's ``val`` (VOC
-    mAP, COCO AP@[.5:.95], classification top-1)."""
+    """Writes the training curves of ``fit``'s history: each ``*_loss`` per epoch (left), the
+    validation score where it was measured (middle): the last value of each epoch's ``val`` (VOC
+    mAP, COCO AP@[.5:.95], classification top-1), and, where the history has them (Faster
+    R-CNN), the samplers' positive-to-negative ratios per epoch (right: MegDet's Table 1)."""
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
+    ratios = sorted({k for h in history for k in h if k.endswith("_pos_neg_ratio")})
+    fig, axes = plt.subplots(1, 3 if ratios else 2, figsize=(16 if ratios else 11, 4))
+    ax_loss, ax_map = axes[0], axes[1]
     for key in sorted({k for h in history for k in h if k.endswith("loss")}):
         ax_loss.plot(epochs, [h.get(key, np.nan) for h in history], marker=".", label=key)
     ax_loss.set_yscale("log")
@@ -118,6 +121,13 @@ def plot_history(history: Sequence[dict], path: str) -> str:
     ax_map.set_ylim(0, 1)
     ax_map.set_xlabel("epoch")
     ax_map.set_title(f"validation {val[-1][1] if val else 'score'}")
+    if ratios:
+        for key in ratios:
+            axes[2].plot(epochs, [h.get(key, np.nan) for h in history], marker=".",
+                         label=key.replace("_pos_neg_ratio", ""))
+        axes[2].set_xlabel("epoch")
+        axes[2].set_title("positive : negative samples")
+        axes[2].legend(fontsize=8)
     return save_figure(fig, path)
 
 

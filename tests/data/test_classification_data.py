@@ -134,13 +134,13 @@ def test_mixup_collate_targets_by_hand():
     batch = [(torch.full((3, 2, 2), float(i)), label, i, 42) for i, label in enumerate([0, 2, 1])]
     collate = MixupCollate(3, alpha=0.2, eps=0.1, smoothing_mode="paper")
     lam = float(np.random.default_rng([42, 3]).beta(0.2, 0.2))
-    images, targets = collate(batch)
+    images, targets, _ = collate(batch)
     q = lambda c: np.where(np.arange(3) == c, 0.9, 0.05)  # noqa: E731  smoothed one-hot
     expected = [lam * q(0) + (1 - lam) * q(1), lam * q(2) + (1 - lam) * q(2), lam * q(1) + (1 - lam) * q(0)]
     np.testing.assert_allclose(targets.numpy(), np.array(expected), rtol=1e-6)
     np.testing.assert_allclose(images[:, 0, 0, 0].numpy(), [2 * (1 - lam), 1.0, 2 * lam], rtol=1e-6)
     collate.enabled = False  # --mixup-off-epoch
-    images, targets = collate(batch)
+    images, targets, _ = collate(batch)
     np.testing.assert_allclose(targets.numpy(), np.array([q(0), q(2), q(1)]), rtol=1e-6)
     assert images[0, 0, 0, 0] == 0.0
 
@@ -155,7 +155,7 @@ def test_mixup_collate_draw_is_the_one_ratio_hook():
             return {5: 0.25}[batch_seed]
 
     collate = Replay(3, alpha=0.2)
-    images, targets = collate(batch)
+    images, targets, _ = collate(batch)
     np.testing.assert_allclose(images[:, 0, 0, 0].numpy(), [0.25 * 0 + 0.75 * 2, 1.0, 0.25 * 2 + 0.75 * 0])
     np.testing.assert_allclose(targets[0].numpy(), [0.25, 0.75, 0.0])
     collate.enabled = False

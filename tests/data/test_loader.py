@@ -24,7 +24,10 @@ def test_pad_labels_all_empty_batch_is_well_formed():
 
 def test_collate_stacks_images():
     batch = [(torch.ones(3, 8, 8), np.zeros((1, 6), np.float32)), (torch.zeros(3, 8, 8), np.zeros((2, 6), np.float32))]
-    images, labels = detection_collate(batch)
+    out = detection_collate(batch)
+    assert type(out).__name__ == "TrainBatch" and out.image_sizes is None
+    images, labels = out.images, out.labels
+    assert type(detection_collate(batch, train=False)).__name__ == "EvalBatch"
     assert images.shape == (2, 3, 8, 8) and labels.shape == (2, 2, 6)
 
 

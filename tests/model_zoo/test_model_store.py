@@ -242,11 +242,11 @@ def test_pretrained_base_true_loads_the_backbone(store, weights):
 
 
 def test_pretrained_local_files(weights, tmp_path):
-    from gluon_bof.utils.checkpoint import save_checkpoint
+    from gluon_bof.training import save_model_checkpoint
 
     src, data, _ = weights
     (tmp_path / "w.params").write_bytes(data)
-    save_checkpoint(str(tmp_path / "ckpt.pth"), model=src, model_name=NAME)
+    save_model_checkpoint(str(tmp_path / "ckpt.pth"), model=src, model_name=NAME)
     torch.save(src.state_dict(), tmp_path / "plain.pth")
     torch.save({"module." + k: v for k, v in src.state_dict().items()}, tmp_path / "ddp.pth")
     for f in ("w.params", "ckpt.pth", "plain.pth", "ddp.pth"):

@@ -171,3 +171,16 @@ def test_mxnet_loads_our_files(tmp_path):
     res = subprocess.run([str(ORACLE), "-c", script], capture_output=True, text=True, env=env,
                          timeout=120)
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-2000:]
+
+
+def test_shape_fields_that_overflow_int64_are_a_clear_error(tmp_path):
+    """Dims 2**33 x 2**31 (x 4 bytes) multiply past int64 and used to wrap to 0, ending in numpy's
+    'cannot reshape array of size 0' naming neither file nor array."""
+    blob = struct.pack("<QQQ", 0x112, 0, 1)  # header: magic, reserved, 1 array
+    blob += struct.pack("<Iii", 0xF993FAC9, 0, 2) + struct.pack("<qq", 2 ** 33, 2 ** 31)  # V2 dense, 2-d
+    blob += struct.pack("<iii", 1, 0, 0) + b"\0" * 16  # cpu context, float32, a few bytes
+    blob += struct.pack("<QQ", 1, 6) + b"weight"
+    path = tmp_path / "huge.params"
+    path.write_bytes(blob)
+    with pytest.raises(MXNetParamsError, match=r"huge\.params: truncated file: array #0 claims shape \(8589934592, 2147483648\)"):
+        load_params(path)

@@ -239,3 +239,29 @@ def test_channels_last_conversion_keeps_outputs():
     for head_before, head_after in zip(before, after):
         for a, b in zip(head_before, head_after):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-4)
+
+
+def test_gluoncv_transfer_entry_point_keeps_the_shared_classes(tmp_path):
+    """GluonCV's fine-tuning call, get_model('yolo3_..._custom', classes=[...], transfer='voc'):
+    the VOC model's published weights (here a local GluonCV .params), then reset_class keeping
+    the rows of the classes both know (person, dog) and new rows for the others."""
+    from gluon_bof.model_zoo import export_gluoncv_params, get_model
+
+    torch.manual_seed(0)
+    voc = get_model("yolo3_mobilenet0.25_voc", channels=[16, 8, 8])
+    path = str(tmp_path / "voc.params")
+    export_gluoncv_params(voc, path)
+    net = get_model("yolo3_mobilenet0.25_custom", classes=["dog", "circle", "person"], transfer="voc",
+                    pretrained=path, channels=[16, 8, 8])
+    assert net.classes == ["dog", "circle", "person"]
+    old, new = voc.yolo_outputs[0].prediction.weight, net.yolo_outputs[0].prediction.weight
+    per_old, per_new = 5 + 20, 5 + 3  # rows per anchor: box, objectness, classes
+    dog, person = voc.classes.index("dog"), voc.classes.index("person")
+    for a in range(3):  # each anchor's box/objectness rows and the shared classes' rows are kept
+        torch.testing.assert_close(new[a * per_new:a * per_new + 5], old[a * per_old:a * per_old + 5])
+        torch.testing.assert_close(new[a * per_new + 5], old[a * per_old + 5 + dog])
+        torch.testing.assert_close(new[a * per_new + 7], old[a * per_old + 5 + person])
+    for (k, p), q in zip(voc.stages.named_parameters(), net.stages.parameters()):  # the backbone too
+        torch.testing.assert_close(q, p, msg=lambda m, k=k: f"{k}: {m}")
+    with pytest.raises(ValueError, match="transfer must be 'voc' or 'coco'"):
+        get_model("yolo3_mobilenet0.25_custom", classes=["a"], transfer="imagenet")

@@ -71,6 +71,23 @@ def test_switching_off_restores_the_plain_forward():
     assert all("forward" not in s.__dict__ for s in net.stages)
 
 
-def test_model_without_known_stages_is_an_error():
-    with pytest.raises(ValueError, match="no backbone stages found in Linear"):
+def test_model_that_declares_no_stages_is_an_error():
+    with pytest.raises(ValueError, match="Linear declares no stages to checkpoint"):
         set_grad_checkpointing(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("name", ["resnet18_v1", "resnet18_v1b"])
+def test_classifiers_declare_their_four_stages_and_train_alike(name):
+    """ResNet-A (v1) and v1b classifiers declare their 4 residual stages; checkpointed, a training
+    step gives the plain model's loss, gradients and BatchNorm statistics."""
+    torch.manual_seed(0)
+    plain = model_zoo.get_model(name, classes=3)
+    assert len(backbone_stages(plain)) == 4
+    ckpt = set_grad_checkpointing(copy.deepcopy(plain))
+    x = torch.randn(2, 3, 32, 32)
+    for net in (plain, ckpt):
+        net.train()(x).square().mean().backward()
+    for (k, p), q in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
+    for (k, b), c in zip(plain.named_buffers(), ckpt.buffers()):
+        torch.testing.assert_close(c, b, rtol=0, atol=1e-7, msg=lambda m, k=k: f"{k}: {m}")

@@ -18,7 +18,8 @@ from gluon_bof import model_zoo
 from gluon_bof.nn import CrossGPUBatchNorm2d
 from gluon_bof.nn.norm import FrozenBatchNorm2d
 from gluon_bof.nn.sync_bn import convert_cross_gpu_bn, cross_gpu_batch_norm
-from gluon_bof.utils.distributed import bn_groups, convert_sync_batchnorm
+from gluon_bof.nn.sync_bn import convert_sync_batchnorm
+from gluon_bof.utils.distributed import bn_groups
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "utils"))
 from test_distributed import _spawn  # noqa: E402  (the project's gloo launcher)

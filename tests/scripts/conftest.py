@@ -20,7 +20,8 @@ def stop_resume_and_compare(monkeypatch):
     """``check(run, part_prefix, checkpoint_name, full)``: runs ``run(part_prefix)`` with a stop
     requested after 3 training steps (as a SIGTERM would), checks the checkpoint it leaves is at
     epoch 0, batch 3, resumes with ``run(part_prefix, '--resume', ckpt)`` and asserts the final
-    state (weights, schedule, momentum) equals the uninterrupted run's checkpoint ``full``."""
+    state (weights, schedule, momentum) and history (every epoch's mean losses; images/s over the
+    whole epoch, never 0) equal the uninterrupted run's checkpoint ``full``."""
     import torch
 
     from gluon_bof import fit as fit_module
@@ -55,6 +56,12 @@ def stop_resume_and_compare(monkeypatch):
         m_full, m_res = full["optimizer"]["state"], resumed["optimizer"]["state"]
         assert m_full and all(torch.equal(m_full[i]["momentum_buffer"], m_res[i]["momentum_buffer"])
                               for i in m_full)
+        assert len(resumed["history"]) == len(full["history"])
+        for a, b in zip(full["history"], resumed["history"]):
+            losses = sorted(k for k in a if k.endswith("loss"))
+            assert losses and losses == sorted(k for k in b if k.endswith("loss"))
+            assert [a[k] for k in losses] == pytest.approx([b[k] for k in losses], rel=1e-9), a["epoch"]
+            assert b["images_per_sec"] > 0
         return resumed
 
     return check

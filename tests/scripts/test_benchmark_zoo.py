@@ -18,7 +18,7 @@ def tiny(tmp_path_factory):
 
     from gluon_bof.data.synthetic import CLASSES, generate
     from gluon_bof.model_zoo import get_model
-    from gluon_bof.utils.checkpoint import save_checkpoint
+    from gluon_bof.training import save_model_checkpoint
 
     base = tmp_path_factory.mktemp("bench")
     root = generate(str(base / "data"), num_trainval=8, num_test=4)
@@ -26,7 +26,7 @@ def tiny(tmp_path_factory):
     kwargs = dict(KWARGS, classes=list(CLASSES))
     net = get_model(NAME, **kwargs)
     ckpt = str(base / "ckpt.pth")
-    save_checkpoint(ckpt, model=net, model_name=NAME, model_kwargs=kwargs)
+    save_model_checkpoint(ckpt, model=net, model_name=NAME, model_kwargs=kwargs)
     rows = zoo_table.read_table()[:3]
     rows.append({c: "" for c in zoo_table.COLUMNS})
     rows[-1].update(name=NAME, dataset="shapes", gluoncv_metric="VOC07 mAP@0.5 @128",
@@ -140,3 +140,26 @@ def test_benchmark_on_coco_data_scores_coco_ap(tiny, tmp_path):
         res = eval_yolo3.main(["--checkpoint", ckpt, "--dataset", "coco", "--data-root", coco_root,
                                "--data-shape", "64", "--batch-size", "4", "-j", "0", *flags])
         assert measured == round(100 * res[64]["mAP"], 2)
+
+
+def test_fpn_syncbn_evaluates_by_name_into_its_row(tmp_path):
+    """MegDet's detector by GluonCV's name: a GluonCV-format file of it builds the named model,
+    evaluated at the size its zoo row measures; GluonCV publishes no weights for it."""
+    import torch
+
+    import benchmark_zoo
+    from eval_faster_rcnn import eval_sizes
+    from gluon_bof.model_zoo import export_gluoncv_params, get_model
+
+    name = "faster_rcnn_fpn_syncbn_resnet50_v1b_coco"
+    row = zoo_table.find_row(zoo_table.read_table(), name, "COCO AP@[.5:.95] @800x1333")
+    assert row is not None and row["gluoncv_sha1"] == "" and "--use-fpn --syncbn" in row["command"]
+    torch.manual_seed(0)
+    path = str(tmp_path / f"{name}.params")
+    export_gluoncv_params(get_model(name), path)
+    net, source, built = benchmark_zoo._build(name, path)
+    assert (source, built, type(net).__name__) == (path, name, "FasterRCNNFPN")
+    (s, m), = eval_sizes(None, None, net)
+    assert zoo_table.metric_name("coco", f"{s}x{m}") == row["gluoncv_metric"]
+    with pytest.raises(model_store.ModelStoreError, match="publishes no pretrained weights"):
+        benchmark_zoo._build(name, None)

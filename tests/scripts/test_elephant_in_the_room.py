@@ -11,7 +11,7 @@ import torch
 import elephant_in_the_room
 from gluon_bof.data.synthetic import CLASSES
 from gluon_bof.model_zoo import get_model
-from gluon_bof.utils.checkpoint import save_checkpoint
+from gluon_bof.training import save_model_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def checkpoints(tmp_path_factory):
         kwargs = dict(classes=list(CLASSES), channels=[16, 8, 8])
         net = get_model("yolo3_mobilenet0.25_custom", **kwargs)
         path = str(out / f"tiny{seed}.pth")
-        save_checkpoint(path, model=net, model_name="yolo3_mobilenet0.25_custom", model_kwargs=kwargs,
-                        args={"data_shape": 64})
+        save_model_checkpoint(path, model=net, model_name="yolo3_mobilenet0.25_custom", model_kwargs=kwargs,
+                        settings={"data_shape": 64})
         paths.append(path)
     return paths
 

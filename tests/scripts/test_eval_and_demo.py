@@ -7,7 +7,7 @@ import pytest
 import demo
 import eval_yolo3
 import train_yolo3
-from gluon_bof.utils.distributed import convert_sync_batchnorm
+from gluon_bof.nn.sync_bn import convert_sync_batchnorm
 
 
 @pytest.fixture(scope="module")

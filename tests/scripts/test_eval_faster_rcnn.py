@@ -37,7 +37,7 @@ def checkpoint(tiny_root, tmp_path_factory):
 
 def test_training_settings_reach_the_checkpoint(checkpoint):
     state = load_checkpoint(checkpoint)
-    assert state["model_kwargs"]["mixup_mode"] == "gluoncv"
+    assert state["train_settings"]["mixup_mode"] == "gluoncv" and "mixup_mode" not in state["model_kwargs"]
     # GluonCV's warmup over batches 0..W (W = 1): lr/3 at batch 0, lr at batch 1; 3 updates done
     assert state["lr_scheduler"]["num_update"] == 3
     assert state["lr_scheduler"]["schedule"]["warmup_iters"] == 2

@@ -57,12 +57,14 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from random_weights import draw_params, unpack_spec  # tests/fixtures
 
+import common  # scripts/common.py: what the training scripts build from their flags
 import train_faster_rcnn
-from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit
+from gluon_bof.data.loader import TrainBatch
+from gluon_bof.fit import fit
 from gluon_bof.model_zoo.gluoncv import load_gluoncv_params
 from gluon_bof.model_zoo.rcnn import FasterRCNN, SampleDraws
 from gluon_bof.nn.norm import FrozenBatchNorm2d, set_running_var_rule
-from gluon_bof.utils.cli import parse_ints
+from gluon_bof.training import TrainingState
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "rcnn_train.npz"
 LOSS_KEYS = ("rpn_obj_loss", "rpn_box_loss", "rcnn_cls_loss", "rcnn_box_loss")
@@ -101,9 +103,9 @@ def build_model(fx, args):
     features[0].requires_grad_(False)  # GluonCV's train_patterns '^(?!stem_).*'
     top = nn.Sequential(nn.Conv2d(chans[-1], cfg["top"], 3, 2, 1), nn.ReLU(inplace=True))
     opts = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["model"].items()}
-    model = FasterRCNN(features, top, cfg["classes"], label_smooth=args.label_smooth,
-                       label_smooth_eps=args.label_smooth_eps, mixup_mode=args.mixup_mode,
-                       rpn_smoothl1_rho=args.rpn_smoothl1_rho, rcnn_smoothl1_rho=args.rcnn_smoothl1_rho, **opts)
+    model = FasterRCNN(features, top, cfg["classes"], **opts).configure_loss(
+        label_smooth=args.label_smooth, label_smooth_eps=args.label_smooth_eps, mixup_mode=args.mixup_mode,
+        rpn_smoothl1_rho=args.rpn_smoothl1_rho, rcnn_smoothl1_rho=args.rcnn_smoothl1_rho)
     model = set_running_var_rule(model, args.bn_running_var)
     load_gluoncv_params(model, draw_params(fx["names"], fx["shapes"], int(fx["seed"]), float(fx["gain"])))
     return model.double()
@@ -185,7 +187,8 @@ def replay_batches(fx):
         x = np.stack([lut[c][images[:, c]] for c in range(3)], axis=1)  # [B, 3, H, W] float32
         mix = np.where(labels[..., 4:5] >= 0, 1.0, -1.0).astype(np.float32)
         sizes = torch.tensor([x.shape[-2:]] * len(x), dtype=torch.int64)
-        batches.append((torch.from_numpy(x).double(), torch.from_numpy(np.concatenate([labels, mix], -1)), sizes))
+        batches.append(TrainBatch(torch.from_numpy(x).double(), torch.from_numpy(np.concatenate([labels, mix], -1)),
+                                  sizes))
     return batches
 
 
@@ -198,15 +201,12 @@ def train(fx, tmp_path, *flags, check_labels=True):
     batches = replay_batches(fx)
     sampler = ReplaySampler(len(batches) // args.epochs)
     loader = ReplayLoader(batches, sampler)
-    # as scripts/train_faster_rcnn.py run()
-    warmup = train_faster_rcnn.warmup_schedule(args.lr_warmup, args.lr_warmup_factor, args.warmup_epochs,
-                                               args.warmup_lr)
-    optimizer, lr_scheduler = build_optimizer_and_schedule(
-        model, lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, iters_per_epoch=len(sampler),
-        batch_size=args.batch_size, lr_base_batch=args.lr_base_batch, sgd_rule=args.sgd_rule,
-        max_epoch_iters=args.max_epoch_iters, first_update=0, mode=args.lr_mode, epochs=args.epochs,
-        step_factor=args.lr_decay, power=2.0, **warmup,
-        step_epochs=decay_epochs(args.epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
+    # as scripts/train_faster_rcnn.py run(): the same helpers, from the script's own flags
+    optimizer, lr_scheduler = common.optimizer_and_schedule(
+        args, model, iters_per_epoch=len(sampler), first_update=0,
+        **train_faster_rcnn.warmup_schedule(args.lr_warmup, args.lr_warmup_factor, args.warmup_epochs, args.warmup_lr))
+    config = common.run_config(args, save_prefix=str(tmp_path / f"frcnn_{args.sgd_rule}"), device=torch.device("cpu"),
+                               model_name="faster_rcnn_narrow", model_kwargs={})
     names = {id(p): n for n, p in model.named_parameters()}
     lrs, losses, grads = [], [], {}
 
@@ -220,10 +220,7 @@ def train(fx, tmp_path, *flags, check_labels=True):
 
     hooks = [register_optimizer_step_pre_hook(pre_step), model.register_forward_hook(on_forward)]
     try:
-        fit(model=model, train_loader=loader, train_sampler=sampler, val_loader=None, metric=None,
-            optimizer=optimizer, lr_scheduler=lr_scheduler, epochs=args.epochs, device=torch.device("cpu"),
-            save_prefix=str(tmp_path / f"frcnn_{args.sgd_rule}"), model_name="faster_rcnn_narrow",
-            model_kwargs={}, args={}, save_interval=0, log_interval=0)
+        fit(TrainingState(model, optimizer, lr_scheduler), config, train_loader=loader, train_sampler=sampler)
     finally:
         for h in hooks:
             h.remove()

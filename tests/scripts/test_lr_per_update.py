@@ -7,7 +7,6 @@ The rates are read by a global optimizer step pre-hook, so they are what each up
 also across a stop and ``--resume`` in the middle of an epoch.
 """
 import pytest
-import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import train_faster_rcnn

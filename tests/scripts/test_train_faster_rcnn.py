@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import train_faster_rcnn
+from gluon_bof.data.loader import TrainBatch
 from gluon_bof.engine import train_one_epoch
 from gluon_bof.utils.checkpoint import load_checkpoint
 from gluon_bof.utils.lr_scheduler import LRScheduler
@@ -68,14 +69,20 @@ def test_train_then_stopped_and_resumed_run_equals_uninterrupted_run(tiny_root, 
     assert (full["epoch"], full["epoch_iter"]) == (2, 0)
     assert full["model_name"] == "faster_rcnn_resnet50_v1b_custom"  # the generated classes are not VOC's
     assert full["model_kwargs"]["classes"][0] == "circle"
-    assert full["model_kwargs"]["label_smooth"] is True and full["model_kwargs"]["short"] == 128
+    assert full["model_kwargs"]["short"] == 128 and "label_smooth" not in full["model_kwargs"]  # architecture only
+    assert full["train_settings"]["label_smooth"] is True  # the loss settings are training settings
     settings = json.load(open(prefix + "_last.json"))
     assert settings["mixup"] is True and settings["lr_mode"] == "cosine" and settings["epochs"] == 2
     history = json.load(open(prefix + "_history.json"))
     assert [h["epoch"] for h in history] == [0, 1]
     assert all(k in history[0] for k in ("rpn_obj_loss", "rpn_box_loss", "rcnn_cls_loss", "rcnn_box_loss"))
     assert "val" not in history[0] and "mAP" in history[1]["val"]  # --val-interval 2
-    assert 0.0 <= result["best_map"] <= 1.0
+    assert result["best_score"] == history[1]["val"]["mAP"] and result["score_name"] == "mAP"
+    for h in history:  # MegDet Table 1: the samplers' positives and negatives per image, and their ratio
+        assert 0 < h["rpn_pos"] and h["rpn_pos"] + h["rpn_neg"] <= 256  # the RPN samples 256 anchors
+        assert 0 < h["rcnn_pos"] and h["rcnn_pos"] + h["rcnn_neg"] <= 16  # --rcnn-num-samples 16
+        assert h["rpn_pos_neg_ratio"] == pytest.approx(h["rpn_pos"] / h["rpn_neg"])
+        assert h["rcnn_pos_neg_ratio"] == pytest.approx(h["rcnn_pos"] / h["rcnn_neg"])
     # 8 images: 6 landscape, 2 portrait -> 3 + 1 batches of 2 per epoch, one lr step each (first_update 0)
     assert full["lr_scheduler"]["num_update"] == 8
 
@@ -99,7 +106,7 @@ def test_train_one_epoch_passes_image_sizes_to_the_model():
     net = Net()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     sizes = torch.tensor([[4, 5], [6, 3]])
-    loader = [(torch.ones(2, 3, 6, 5), -torch.ones(2, 1, 6), sizes)]
+    loader = [TrainBatch(torch.ones(2, 3, 6, 5), -torch.ones(2, 1, 6), sizes)]
     sched = type("S", (), {"step": lambda self: None})()
     train_one_epoch(net, loader, opt, sched, epoch=0, device=torch.device("cpu"), log_interval=0)
     assert torch.equal(seen[0], sizes)

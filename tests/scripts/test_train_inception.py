@@ -7,7 +7,8 @@ import torch
 
 import train_imagenet
 from gluon_bof.model_zoo import get_model
-from gluon_bof.utils.checkpoint import load_checkpoint, save_checkpoint
+from gluon_bof.training import save_model_checkpoint
+from gluon_bof.utils.checkpoint import load_checkpoint
 from test_train_imagenet import tiny_folder  # noqa: F401  (the 3-class image folder fixture)
 
 TRICKS = ["--batch-size", "4", "-j", "0", "--num-epochs", "2", "--max-epoch-iters", "1",
@@ -26,7 +27,7 @@ def test_inception_v3_trains_with_every_trick(tiny_folder, tmp_path):  # noqa: F
     """NAG, warmup + cosine, no bias/BN decay, label smoothing, mixup (off in the last epoch) and
     distillation from a ResNet teacher checkpoint, through the script's own loop."""
     teacher = str(tmp_path / "teacher.pth")
-    save_checkpoint(teacher, model=get_model("resnet18_v1", classes=3), model_name="resnet18_v1",
+    save_model_checkpoint(teacher, model=get_model("resnet18_v1", classes=3), model_name="resnet18_v1",
                     model_kwargs={"classes": 3})
     train_imagenet.main(["--model", "inceptionv3", "--input-size", "75", "--data-dir", tiny_folder,
                          "--save-dir", str(tmp_path), "--teacher", teacher, "--temperature", "20",

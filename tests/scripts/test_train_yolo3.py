@@ -28,7 +28,8 @@ def test_train_writes_checkpoints_history_and_settings(synthetic_root, tmp_path)
     history = json.load(open(prefix + "_history.json"))
     assert [h["epoch"] for h in history] == [0, 1]
     assert all(k in history[0] for k in ("obj_loss", "center_loss", "scale_loss", "cls_loss", "lr"))
-    assert "mAP" in history[-1]["val"] and 0.0 <= result["best_map"] <= 1.0
+    assert result["best_score"] == max(h["val"]["mAP"] for h in history if "val" in h)  # the best kept
+    assert [h["mixup"] for h in history] == [True, False]  # --no-mixup-epochs 1 of 2
     assert os.path.getsize(prefix + "_lr.png") > 1000 and os.path.getsize(prefix + "_history.png") > 1000
 
 

@@ -48,12 +48,15 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from random_weights import draw_images, draw_params, unpack_spec  # tests/fixtures
 
-from gluon_bof.fit import build_optimizer_and_schedule, decay_epochs, fit
+import common  # scripts/common.py: what the training scripts build from their flags
+import train_yolo3
+from gluon_bof.data.loader import TrainBatch
+from gluon_bof.fit import fit
 from gluon_bof.model_zoo.darknet import DarknetV3
 from gluon_bof.model_zoo.gluoncv import load_gluoncv_params
 from gluon_bof.model_zoo.yolo3 import YOLO3_STRIDES, YOLOV3, scaled_anchors
 from gluon_bof.nn.norm import set_running_var_rule
-from gluon_bof.utils.cli import parse_ints
+from gluon_bof.training import TrainingState
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "yolo3_train.npz"
 LOSS_KEYS = ("obj_loss", "center_loss", "scale_loss", "cls_loss")
@@ -89,8 +92,8 @@ def build_model(fx, bn_running_var="biased"):
     stages = [nn.Sequential(*list(base.features)[a:b]) for a, b in zip(CUTS[:-1], CUTS[1:])]
     anchors = scaled_anchors(ANCHOR_SCALE)
     np.testing.assert_allclose(anchors, fx["anchors"], rtol=1e-12)
-    model = YOLOV3(stages, HEAD_CHANNELS, anchors, YOLO3_STRIDES, CLASSES, label_smooth=True,
-                   label_smooth_eps=0.1, label_smooth_mode="gluoncv")
+    model = YOLOV3(stages, HEAD_CHANNELS, anchors, YOLO3_STRIDES, CLASSES).configure_loss(
+        label_smooth=True, label_smooth_eps=0.1, label_smooth_mode="gluoncv")
     model = set_running_var_rule(model, bn_running_var)
     load_gluoncv_params(model, draw_params(fx["names"], fx["shapes"], int(fx["seed"]), float(fx["gain"])))
     return model.double()
@@ -145,17 +148,20 @@ def train(fx, tmp_path, schedule, sgd_rule="mxnet", bn_running_var="biased", no_
     update's gradients (by our parameter name) and the model."""
     mode, warmup, lr_decay_epoch = SCHEDULES[schedule]
     model = build_model(fx, bn_running_var)
-    batches = [(torch.from_numpy(draw_images(int(s), (BATCH, SIZE, SIZE))).double(), torch.from_numpy(lab))
+    batches = [TrainBatch(torch.from_numpy(draw_images(int(s), (BATCH, SIZE, SIZE))).double(), torch.from_numpy(lab))
                for s, lab in zip(fx["image_seeds"], fx["labels"])]
     sampler = ReplaySampler(len(batches), ITERS_PER_EPOCH)
     loader = ReplayLoader(batches, sampler)
-    # as scripts/train_yolo3.py run(), with its defaults --lr-base-batch None, --max-epoch-iters 0,
-    # --warmup-lr 0, --lr-decay 0.1, --lr-decay-period 0
-    optimizer, lr_scheduler = build_optimizer_and_schedule(
-        model, lr=float(fx["lr"]), momentum=float(fx["momentum"]), wd=float(fx["wd"]), no_wd=no_wd,
-        iters_per_epoch=len(sampler), batch_size=BATCH, lr_base_batch=None, sgd_rule=sgd_rule,
-        max_epoch_iters=0, mode=mode, epochs=EPOCHS, warmup_epochs=warmup, warmup_lr=0.0, step_factor=0.1,
-        power=2.0, step_epochs=decay_epochs(EPOCHS, parse_ints(lr_decay_epoch), 0))
+    # the script's own flags, turned into the optimizer, schedule and run configuration as run() does
+    args = train_yolo3.parse_args([
+        "--lr", str(float(fx["lr"])), "--momentum", str(float(fx["momentum"])), "--wd", str(float(fx["wd"])),
+        "--batch-size", str(BATCH), "--epochs", str(EPOCHS), "--lr-mode", mode, "--warmup-epochs", str(warmup),
+        "--lr-decay-epoch", lr_decay_epoch, "--sgd-rule", sgd_rule, "--bn-running-var", bn_running_var,
+        "--save-interval", "0", "--log-interval", "0", "--save-prefix", str(tmp_path) + "/",
+        *(["--no-wd"] if no_wd else [])])
+    optimizer, lr_scheduler = common.optimizer_and_schedule(args, model, iters_per_epoch=len(sampler))
+    config = common.run_config(args, save_prefix=str(tmp_path / f"{schedule}_{sgd_rule}_{bn_running_var}_{no_wd}"),
+                               device=torch.device("cpu"), model_name="yolo3_narrow", model_kwargs={})
     names = {id(p): n for n, p in model.named_parameters()}
     lrs, losses, grads = [], [], {}
 
@@ -169,10 +175,7 @@ def train(fx, tmp_path, schedule, sgd_rule="mxnet", bn_running_var="biased", no_
 
     hooks = [register_optimizer_step_pre_hook(pre_step), model.register_forward_hook(on_forward)]
     try:
-        fit(model=model, train_loader=loader, train_sampler=sampler, val_loader=None, metric=None,
-            optimizer=optimizer, lr_scheduler=lr_scheduler, epochs=EPOCHS, device=torch.device("cpu"),
-            save_prefix=str(tmp_path / f"{schedule}_{sgd_rule}_{bn_running_var}_{no_wd}"),
-            model_name="yolo3_narrow", model_kwargs={}, args={}, save_interval=0, log_interval=0)
+        fit(TrainingState(model, optimizer, lr_scheduler), config, train_loader=loader, train_sampler=sampler)
     finally:
         for h in hooks:
             h.remove()

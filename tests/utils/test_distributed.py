@@ -1,4 +1,5 @@
-"""Tests for gluon_bof/utils/distributed.py: bn_groups and convert_sync_batchnorm (MegDet group BN).
+"""bn_groups (gluon_bof/utils/distributed.py) and convert_sync_batchnorm (gluon_bof/nn/sync_bn.py):
+MegDet group BN.
 
 Multi-process checks spawn gloo processes on this machine (torch.multiprocessing.spawn); one spawn of
 4 processes runs every check of convert_sync_batchnorm. The layer itself (CrossGPUBatchNorm2d, uneven
@@ -14,7 +15,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from gluon_bof.utils.distributed import bn_groups, convert_sync_batchnorm
+from gluon_bof.nn.sync_bn import convert_sync_batchnorm
+from gluon_bof.utils.distributed import bn_groups
 
 
 def _free_port() -> int:

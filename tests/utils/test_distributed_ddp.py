@@ -20,6 +20,7 @@ import torch
 from gluon_bof import model_zoo
 from gluon_bof.data.build import faster_rcnn_val_loader, yolo3_val_loader
 from gluon_bof.data.loader import EvalBatchSampler, eval_shard
+from gluon_bof.data.loader import TrainBatch
 from gluon_bof.engine import evaluate, train_one_epoch
 from gluon_bof.nn.norm import convert_frozen_bn
 from test_distributed import _spawn
@@ -56,7 +57,7 @@ def _batches():
                             torch.ones(B, 2, 1)], dim=-1)
         if step == 0:
             labels[2:] = -1
-        out.append((x, labels))
+        out.append(TrainBatch(x, labels))
     return out
 
 
@@ -89,7 +90,7 @@ def _train(rank, world_size, accumulate, stop=None):
     model = torch.nn.parallel.DistributedDataParallel(net) if world_size > 1 else net
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
     per = B // world_size
-    loader = [(x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]) for x, y in _batches()]
+    loader = [TrainBatch(x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]) for x, y, _ in _batches()]
     stats = train_one_epoch(model, loader, opt, _Schedule(), epoch=0, device=torch.device("cpu"),
                             log_interval=0, accumulate=accumulate, stop=stop)
     return {"weights": {k: v.clone() for k, v in net.state_dict().items()}, "stats": stats,
@@ -248,7 +249,7 @@ def test_accumulation_with_a_loss_scaler():
 
 def test_batch_that_does_not_split_into_micro_batches_is_an_error():
     with pytest.raises(ValueError, match="3 images does not split into 2 equal micro-batches"):
-        _train_one(2, [tuple(t[:3] for t in _batches()[0])])
+        _train_one(2, [TrainBatch(*(t[:3] for t in _batches()[0][:2]))])
 
 
 @pytest.mark.parametrize("name,kwargs", [

@@ -21,6 +21,7 @@ from torchvision.ops import batched_nms, roi_align, roi_pool
 from ...nn.nms import non_degenerate
 from ...nn.rcnn_loss import FasterRCNNLoss
 from ..class_map import reuse_index_map
+from ..resnetv1b import residual_stages
 from ..gluoncv import GluonCVMapping, register_gluoncv_mapping
 from .coder import RCNN_STDS, decode_boxes
 from .rpn import RPN
@@ -81,7 +82,9 @@ class FasterRCNN(nn.Module):
     * with ``labels [B, M, 5 or 6]`` (XYXY input pixels, class id, mix weight; rows with a
       negative class id are padding; boxes of zero size are ignored): a dict of scalar losses
       'rpn_obj_loss', 'rpn_box_loss', 'rcnn_cls_loss', 'rcnn_box_loss' (GluonCV's
-      normalisation per image, averaged over the batch).
+      normalisation per image, averaged over the batch), and the samplers' statistics
+      'rpn_pos', 'rpn_neg', 'rcnn_pos', 'rcnn_neg' (positive / negative samples per image,
+      detached: MegDet's Table 1; keys not ending in 'loss' are not part of the loss).
 
     Attribute ``sample_draws``: where the training samplers take their random choices (the RPN's
     anchor subsets, the sampled RoIs), a :class:`.sampler.SampleDraws` on torch's global RNG by
@@ -146,8 +149,21 @@ class FasterRCNN(nn.Module):
             feat_ch, rpn_channel, strides, base_size, scales, ratios, alloc_size, clip,
             rpn_nms_thresh, rpn_train_pre_nms, rpn_train_post_nms, rpn_test_pre_nms,
             rpn_test_post_nms, rpn_min_size)
-        self.loss = FasterRCNNLoss(rpn_smoothl1_rho, rcnn_smoothl1_rho, label_smooth,
-                                   label_smooth_eps, mixup_mode)
+        self.configure_loss(label_smooth=label_smooth, label_smooth_eps=label_smooth_eps, mixup_mode=mixup_mode,
+                            rpn_smoothl1_rho=rpn_smoothl1_rho, rcnn_smoothl1_rho=rcnn_smoothl1_rho)
+
+    def checkpoint_stages(self) -> List[nn.Module]:
+        """Every ResNet stage (``layer1`` .. ``layer4``) of the backbone, the RoI head's
+        ``top_features`` and an FPN body: what ``--grad-checkpoint`` recomputes."""
+        return residual_stages(self)
+
+    def configure_loss(self, *, label_smooth: bool = False, label_smooth_eps: float = 0.1,
+                       mixup_mode: str = "paper", rpn_smoothl1_rho: float = 1.0 / 9.0,
+                       rcnn_smoothl1_rho: float = 1.0) -> "FasterRCNN":
+        """Training-only settings of the losses (not architecture: an evaluation rebuild needs
+        none of them), see :class:`~gluon_bof.nn.rcnn_loss.FasterRCNNLoss`. Returns ``self``."""
+        self.loss = FasterRCNNLoss(rpn_smoothl1_rho, rcnn_smoothl1_rho, label_smooth, label_smooth_eps, mixup_mode)
+        return self
 
     @property
     def classes(self) -> List[str]:
@@ -285,9 +301,13 @@ class FasterRCNN(nn.Module):
         box_pred = box_pred.reshape(B, S, self.num_class, 4)
         which = (r_cls - 1).clamp(min=0)[..., None, None].expand(B, S, 1, 4)
         box_pred = box_pred.gather(2, which).squeeze(2)
-        return self.loss(logits, torch.stack(rpn_cls), deltas, torch.stack(rpn_box),
-                         torch.stack(rpn_w), cls_pred, r_cls, box_pred, torch.stack(r_box),
-                         torch.stack(r_w), mixed=mixed)
+        rpn_cls = torch.stack(rpn_cls)
+        losses = self.loss(logits, rpn_cls, deltas, torch.stack(rpn_box), torch.stack(rpn_w), cls_pred, r_cls,
+                           box_pred, torch.stack(r_box), torch.stack(r_w), mixed=mixed)
+        # MegDet's Table 1: positive and negative samples per image, RPN and RCNN (statistics, not losses)
+        losses.update(rpn_pos=(rpn_cls == 1).sum() / B, rpn_neg=(rpn_cls == 0).sum() / B,
+                      rcnn_pos=(r_cls > 0).sum() / B, rcnn_neg=(r_cls == 0).sum() / B)
+        return losses
 
     # ------------------------------------------------------------------ classes
     def reset_class(self, classes: Sequence[str], reuse_weights=None) -> None:

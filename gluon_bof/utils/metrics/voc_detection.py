@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._voc_utils import (FP, IGNORED, TP, check_int_labels, labels_2d, match_detections,
+from ._voc_utils import (FP, TP, check_int_labels, labels_2d, match_detections,
                          split_batches, stable_descending, to_numpy)
 
 __all__ = ["VOCMApMetric", "VOC07MApMetric"]

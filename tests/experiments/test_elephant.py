@@ -1,4 +1,4 @@
-"""gluon_bof/utils/elephant.py: frames, pasting, and the two statistics on a hand-counted case.
+"""gluon_bof/experiments/elephant.py: frames, pasting, and the two statistics on a hand-counted case.
 
 The hand-counted case: a 128x128 scene (a crop of a built-in generated image), a 32x32 orange star
 patch (RGBA, so the alpha path is used) on a 4x4 grid -> 16 frames at x0, y0 in {0, 32, 64, 96}
@@ -21,7 +21,7 @@ from torch import nn
 
 from gluon_bof.data.synthetic import render_image
 from gluon_bof.evaluation import detect_images
-from gluon_bof.utils import elephant
+from gluon_bof.experiments import elephant
 
 ORANGE = (255, 128, 0)
 OBJECTS = [(0, (4, 4, 20, 20)), (1, (100, 100, 124, 124)), (2, (66, 2, 90, 26))]

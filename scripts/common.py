@@ -1,18 +1,32 @@
-"""The training scripts' shared flags (GluonCV's names and defaults) and their checks.
+"""What the scripts share at the command line: the training flags (GluonCV's names and defaults),
+their checks, and the objects built once from them (the run configuration, the optimizer and its
+schedule). This is the script boundary: the one module besides the scripts that reads an argparse
+namespace; the library (``gluon_bof``) only takes keyword arguments.
 
-Scripts call ``add_common_train_args(parser, **defaults)``, parse, then ``check_train_args`` and
-turn the namespace into keyword arguments for library calls; the rest of the library never
-receives the namespace. This module sits on top of the package (it may import any layer).
+Scripts import it as ``common`` (``scripts/`` is on ``sys.path`` when a script runs, and in the
+tests through tests/scripts/conftest.py).
 """
 import argparse
 import os
+import sys
 
-from .data.build import mixup_epochs
-from .errors import ConfigError, GluonBofError
-from .utils.cli import parser_error
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-__all__ = ["add_common_train_args", "add_threads_arg", "check_batch_split", "add_semantics_args", "check_train_args",
-           "device_for_gpus"]
+import logging  # noqa: E402
+
+from gluon_bof.data.build import mixup_epochs  # noqa: E402
+from gluon_bof.errors import ConfigError, GluonBofError  # noqa: E402
+from gluon_bof.fit import build_optimizer_and_schedule, check_batch_split, decay_epochs, fit, wrap_distributed  # noqa: E402,E501
+from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
+from gluon_bof.nn.norm import set_running_var_rule  # noqa: E402
+from gluon_bof.nn.sync_bn import convert_sync_batchnorm  # noqa: E402
+from gluon_bof.training import RunConfig, TrainingState  # noqa: E402
+from gluon_bof.utils.cli import parse_ints, parser_error  # noqa: E402
+
+logger = logging.getLogger("train")
+
+__all__ = ["add_common_train_args", "add_threads_arg", "add_semantics_args", "check_train_args", "device_for_gpus",
+           "run_config", "optimizer_and_schedule", "prepare_model", "train"]
 
 def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epochs=200, lr=1e-3,
                           lr_decay_epoch="160,180", wd=5e-4, seed=233) -> argparse.ArgumentParser:
@@ -114,18 +128,6 @@ def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     return args
 
 
-def check_batch_split(batch_size: int, world_size: int, accumulate: int = 1) -> int:
-    """The images each process runs per micro-batch: ``batch_size / (world_size * accumulate)``,
-    a ConfigError when that does not divide (``--batch-size`` is the global batch of one update)."""
-    if accumulate < 1:
-        raise ConfigError(f"--accumulate needs >= 1 micro-batch, got {accumulate}")
-    if batch_size < 1 or batch_size % (world_size * accumulate):
-        raise ConfigError(f"--batch-size {batch_size} does not split over {world_size} processes"
-                          + (f" x --accumulate {accumulate} micro-batches" if accumulate > 1 else "")
-                          + " (it is the global batch of one update)")
-    return batch_size // (world_size * accumulate)
-
-
 def device_for_gpus(gpus: str, device: str = "auto") -> str:
     """GluonCV's ``--gpus`` / ``--num-gpus`` as this project's ``--device``: '' -> 'cpu', '0' ->
     'cuda:0'; several GPUs need one process each (torchrun), so a list is a ConfigError naming the
@@ -137,3 +139,64 @@ def device_for_gpus(gpus: str, device: str = "auto") -> str:
     if device not in ("auto", "cuda" if ids else "cpu"):
         raise ConfigError(f"--gpus {gpus!r} contradicts --device {device}")
     return f"cuda:{int(ids[0])}" if ids else "cpu"
+
+
+def run_config(args: argparse.Namespace, *, save_prefix: str, device, model_name: str, model_kwargs: dict,
+               amp_dtype=None, train_settings=None, score_name: str = "mAP", epochs: int = None,
+               save_interval: int = None) -> RunConfig:
+    """The :class:`~gluon_bof.training.RunConfig` of a training script's flags (the classifier's
+    names differ: pass ``epochs``/``save_interval``)."""
+    return RunConfig(epochs=args.epochs if epochs is None else epochs, save_prefix=save_prefix, device=device,
+                     model_name=model_name, model_kwargs=model_kwargs, settings=vars(args),
+                     train_settings=dict(train_settings or {}), score_name=score_name, amp_dtype=amp_dtype,
+                     resume=args.resume or None,
+                     save_interval=args.save_interval if save_interval is None else save_interval,
+                     val_interval=args.val_interval, log_interval=args.log_interval,
+                     checkpoint_iters=args.checkpoint_iters, max_epoch_iters=args.max_epoch_iters,
+                     accumulate=args.accumulate)
+
+
+def optimizer_and_schedule(args: argparse.Namespace, model, *, iters_per_epoch: int, epochs: int = None,
+                           **overrides):
+    """``(optimizer, lr_scheduler)`` from the training flags (``--lr``, ``--lr-base-batch``,
+    ``--momentum``, ``--wd``, ``--no-wd``, ``--sgd-rule``, ``--lr-mode``, ``--lr-decay*``, warmup),
+    through :func:`gluon_bof.fit.build_optimizer_and_schedule`; ``overrides`` replace or add
+    keyword arguments (Faster R-CNN: ``first_update=0`` and its iteration warmup; classifiers:
+    ``nesterov``)."""
+    epochs = args.epochs if epochs is None else epochs
+    kwargs = dict(lr=args.lr, momentum=args.momentum, wd=args.wd, no_wd=args.no_wd, iters_per_epoch=iters_per_epoch,
+                  batch_size=args.batch_size, lr_base_batch=args.lr_base_batch, sgd_rule=args.sgd_rule,
+                  max_epoch_iters=args.max_epoch_iters, mode=args.lr_mode, epochs=epochs,
+                  warmup_epochs=args.warmup_epochs, warmup_lr=args.warmup_lr, step_factor=args.lr_decay, power=2.0,
+                  step_epochs=decay_epochs(epochs, parse_ints(args.lr_decay_epoch), args.lr_decay_period))
+    if "warmup_iters" in overrides:  # an iteration warmup replaces the epoch one
+        kwargs.pop("warmup_epochs")
+        kwargs.pop("warmup_lr")
+    kwargs.update(overrides)
+    return build_optimizer_and_schedule(model, **kwargs)
+
+
+def prepare_model(args: argparse.Namespace, model, device):
+    """The training flags' changes to a built network, on ``device``: BatchNorm's running-variance
+    rule (``--bn-running-var``), MegDet's cross-GPU BatchNorm (``--syncbn``, ``--bn-group-size``)
+    and ``--grad-checkpoint``."""
+    model = set_running_var_rule(model.to(device), args.bn_running_var)
+    if getattr(args, "syncbn", False):
+        model = convert_sync_batchnorm(model, group_size=args.bn_group_size,
+                                            biased_running_var=args.bn_running_var == "biased")
+    if args.grad_checkpoint:
+        set_grad_checkpointing(model)
+    return model
+
+
+def train(ctx, config: RunConfig, *, model, optimizer, lr_scheduler, scaler, train_loader, sampler,
+          evaluate_fn=None, on_epoch_start=None) -> dict:
+    """Wraps the model for the process group, gathers the :class:`~gluon_bof.training.TrainingState`
+    and runs :func:`gluon_bof.fit.fit`; logs the best score. Returns fit's result."""
+    state = TrainingState(wrap_distributed(model, ctx.device, ctx.distributed), optimizer, lr_scheduler, scaler)
+    result = fit(state, config, train_loader=train_loader, train_sampler=sampler, evaluate_fn=evaluate_fn,
+                 on_epoch_start=on_epoch_start)
+    best = result["best_score"]
+    logger.info("best validation %s %s; checkpoints under %s_*.pth", config.score_name,
+                "none (no validation ran)" if best is None else f"{best:.4f}", config.save_prefix)
+    return result

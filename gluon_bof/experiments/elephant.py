@@ -19,6 +19,7 @@ a patch at column x0 of width w spans x0..x0 + w).
 """
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..data.transforms.bbox import bbox_iou
 from ..nn.nms import MIN_BOX_SIZE
+from ..utils.viz import plot_bbox, plt, save_figure
 
 __all__ = ["load_patch", "resize_patch", "patch_positions", "paste", "make_frames",
            "elephant_stats", "merge_stats", "contact_sheet", "save_gif"]
@@ -191,10 +193,6 @@ def contact_sheet(images: Sequence[np.ndarray], dets: Sequence[Detections], past
     """A PNG grid of (up to ``max_frames``, evenly picked) frames with their detections
     (``viz.plot_bbox``) and the pasted box dashed: green where the patch was found, red where
     missed; each panel's title counts the clean objects lost in that frame."""
-    import math
-
-    from .viz import plot_bbox, plt, save_figure
-
     pick = np.unique(np.linspace(0, len(images) - 1, min(max_frames, len(images))).round().astype(int))
     cols = min(6, len(pick))
     rows = math.ceil(len(pick) / cols)
