@@ -19,8 +19,14 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
+from .data.classification import ClassificationBatchSampler, MixupCollate, SeededTransformDataset, eval_collate
+from .data.loader import DetectionBatchSampler
+from .data.transforms.presets.imagenet import ImageNetTrainTransform, ImageNetValTransform
+from .model_zoo import get_model
 from .nn.classification import distillation_loss, soft_cross_entropy
+from .training import build_model_from_checkpoint
 from .utils.distributed import all_gather_object
 from .utils.threads import worker_init
 
@@ -120,9 +126,6 @@ def build_teacher(name_or_checkpoint: str, num_classes: int, device: torch.devic
     The check runs the teacher on an ``input_size`` square (the training crop, when given; a
     teacher that cannot take it, such as Inception-V3 below 75 px, is an error naming both),
     else on :data:`PROBE_SIZE` raised to the model's ``min_input_size`` (Inception-V3: 75)."""
-    from .model_zoo import get_model
-    from .training import build_model_from_checkpoint
-
     if os.path.isfile(name_or_checkpoint):
         teacher, _ = build_model_from_checkpoint(name_or_checkpoint)
     else:
@@ -152,13 +155,6 @@ def classification_loaders(train_set, val_set, *, batch_size: int, input_size: i
     ``enabled`` switches mixup), validation batches ``(images, labels [B], indices [B])``.
     ``val_set=None`` gives ``val_loader=None``.
     """
-    from torch.utils.data import DataLoader
-
-    from .data.classification import (ClassificationBatchSampler, MixupCollate, SeededTransformDataset,
-                                      eval_collate)
-    from .data.loader import DetectionBatchSampler
-    from .data.transforms.presets.imagenet import ImageNetTrainTransform, ImageNetValTransform
-
     collate = MixupCollate(len(train_set.classes), alpha=mixup_alpha, eps=smoothing_eps,
                            smoothing_mode=smoothing_mode)
     sampler = ClassificationBatchSampler(len(train_set), batch_size, shuffle=True, drop_last=True,

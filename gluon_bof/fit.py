@@ -29,7 +29,8 @@ from .training import RunConfig, TrainingState
 from .utils.distributed import barrier, is_main_process
 from .utils.fileio import remove_stale_temporaries
 from .utils.logger import EpochMeter, setup_logger
-from .utils.lr_scheduler import plot_lr_schedule
+from .utils.lr_scheduler import LRScheduler, plot_lr_schedule
+from .utils.optim import build_sgd, linear_scaled_lr, param_groups
 from .utils.threads import configure_threads
 from .utils.viz import plot_history
 
@@ -100,9 +101,6 @@ def build_optimizer_and_schedule(model: torch.nn.Module, *, lr: float, momentum:
     keyword arguments of :func:`~gluon_bof.utils.lr_scheduler.lr_at` (``mode``, ``epochs``,
     ``step_epochs``, ``step_factor``, warmup ...). Returns ``(optimizer, lr_scheduler)``.
     """
-    from .utils.lr_scheduler import LRScheduler
-    from .utils.optim import build_sgd, linear_scaled_lr, param_groups
-
     if batch_size is not None:
         base = lr_base_batch or batch_size
         scaled = linear_scaled_lr(lr, batch_size, base)
@@ -176,7 +174,8 @@ def fit(state: TrainingState, config: RunConfig, *, train_loader, train_sampler,
             stats = train_one_epoch(state.model, train_loader, state.optimizer, state.lr_scheduler, epoch=epoch,
                                     device=config.device, scaler=state.scaler, amp_dtype=config.amp_dtype,
                                     log_interval=config.log_interval, start_iter=state.epoch_iter,
-                                    on_step=on_step, stop=stop, accumulate=config.accumulate, meter=state.meter)
+                                    on_step=on_step, stop=stop, accumulate=config.accumulate, meter=state.meter,
+                                    channels_last=config.channels_last)
             state.epoch_iter = stats["epoch_iter"]
             if stats["stopped"] and stop.requested:
                 checkpoint(last)

@@ -24,11 +24,13 @@ import cv2
 import numpy as np
 import torch
 
+from ..nn.classification import mixup, smooth_targets
 from ..utils.cli import run_script
 from ..utils.home import default_data_root
 from .base import DatasetError, check_dir, read_image
-from ..nn.classification import mixup, smooth_targets
 from .loader import DetectionBatchSampler, TrainBatch
+from .synthetic import ensure_generated
+from .voc import VOCDetection
 
 __all__ = ["ImageFolderDataset", "ObjectCrops", "write_image_folder", "prepare_synthetic_classification",
            "ClassificationBatchSampler", "SeededTransformDataset", "MixupCollate", "IMAGE_EXTENSIONS"]
@@ -161,13 +163,11 @@ def prepare_synthetic_classification(out: Optional[str] = None, detection_root: 
     ``out`` defaults to ``<detection_root>/classification``. An existing complete folder (it holds
     ``classes.txt``) is reused; the folder is written under a temporary name and renamed.
     """
-    from .voc import VOCDetection
 
     detection_root = detection_root or default_data_root()
     out = out or os.path.join(detection_root, "classification")
     if os.path.isfile(os.path.join(out, "classes.txt")):
         return out
-    from .synthetic import ensure_generated
 
     ensure_generated(detection_root)
     tmp = f"{out}.tmp{os.getpid()}"

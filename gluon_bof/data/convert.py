@@ -20,6 +20,7 @@ import shutil
 from typing import Sequence, Tuple
 
 from ..utils.cli import run_script
+from .voc import VOCDetection
 from ..utils.fileio import atomic_open
 
 __all__ = ["voc_to_coco", "voc_split_to_coco"]
@@ -60,8 +61,6 @@ def voc_to_coco(voc_root: str, out: str, splits: Sequence[Tuple[str, Sequence[Tu
     ``iscrowd``) and the images without any other object, which ``COCODetection`` leaves out of
     training (``skip_empty``). Returns ``out``.
     """
-    from .voc import VOCDetection
-
     for name, voc_splits in splits:
         present = tuple((y, s) for y, s in voc_splits if os.path.isdir(os.path.join(voc_root, f"VOC{y}")))
         if not present:

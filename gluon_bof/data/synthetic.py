@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from ..utils.cli import run_script
+from .voc import VOCDetection
 
 __all__ = ["CLASSES", "generate", "ensure_generated", "render_image", "save_preview"]
 
@@ -281,7 +282,6 @@ def ensure_generated(root: str) -> str:
 def save_preview(root: str, file: str, num: int = 8, split: str = "trainval", cols: int = 4) -> str:
     """Saves a mosaic of the first ``num`` images of ``split`` with their boxes (read back through
     ``VOCDetection``; green = normal, red = difficult) as ``file``."""
-    from .voc import VOCDetection
 
     ds = VOCDetection(root, splits=((2007, split),))
     cell_w, cell_h = 416, 384

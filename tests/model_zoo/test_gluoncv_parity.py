@@ -25,7 +25,7 @@ from gluon_bof.model_zoo.mxnet_params import load_params, save_params
 from gluon_bof.model_zoo.registry import get_model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-ORACLE = Path("/root/.cache/gluoncv-oracle/bin/python")
+from oracle import ORACLE  # tests/fixtures/oracle.py: $GLUONCV_ORACLE_PYTHON or $GLUONCV_ORACLE_DIR
 RAW_RTOL = 1e-4
 SCORE_ATOL = 1e-5
 LOSS_RTOL = 1e-4  # against GluonCV's network run in float64 (its exact mathematics)

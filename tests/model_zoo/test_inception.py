@@ -24,7 +24,7 @@ from gluon_bof.model_zoo.registry import get_model, list_models
 from gluon_bof.nn.norm import FrozenBatchNorm2d
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-ORACLE = Path("/root/.cache/gluoncv-oracle/bin/python")
+from oracle import ORACLE  # tests/fixtures/oracle.py: $GLUONCV_ORACLE_PYTHON or $GLUONCV_ORACLE_DIR
 FX = np.load(FIXTURES / "classifiers_v1.npz")
 # Float32 eval-mode forward at 299x299 (94 convolutions): summation-order noise of MXNet and
 # torch, measured at 5.6e-7 of the largest logit; 1e-4 is far below a layout error.

@@ -18,7 +18,7 @@ from gluon_bof.model_zoo.mxnet_params import (MXNetParamsError, load_params, rea
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXPECTED = dict(np.load(FIXTURES / "mxnet_params_expected.npz"))
-ORACLE = Path("/root/.cache/gluoncv-oracle/bin/python")
+from oracle import ORACLE  # tests/fixtures/oracle.py: $GLUONCV_ORACLE_PYTHON or $GLUONCV_ORACLE_DIR
 DTYPES = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "u8": np.uint8,
           "i32": np.int32, "i8": np.int8, "i64": np.int64, "bool": np.bool_,
           "bf16": np.float32, "conv.weight": np.float32, "empty": np.float32}

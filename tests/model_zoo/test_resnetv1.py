@@ -26,7 +26,7 @@ from gluon_bof.model_zoo.registry import get_model, list_models
 from gluon_bof.nn.norm import FrozenBatchNorm2d
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-ORACLE = Path("/root/.cache/gluoncv-oracle/bin/python")
+from oracle import ORACLE  # tests/fixtures/oracle.py: $GLUONCV_ORACLE_PYTHON or $GLUONCV_ORACLE_DIR
 FX = np.load(FIXTURES / "classifiers_v1.npz")
 ALL = [f"resnet{d}_v1" for d in (18, 34, 50, 101, 152)]
 # Float32 eval-mode forward of the same weights: MXNet and torch sum the convolutions in other

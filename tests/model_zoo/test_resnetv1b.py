@@ -27,7 +27,7 @@ from gluon_bof.model_zoo.registry import get_model, list_models
 from gluon_bof.nn.norm import FrozenBatchNorm2d, convert_frozen_bn, freeze_bn
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-ORACLE = Path("/root/.cache/gluoncv-oracle/bin/python")
+from oracle import ORACLE  # tests/fixtures/oracle.py: $GLUONCV_ORACLE_PYTHON or $GLUONCV_ORACLE_DIR
 FX = np.load(FIXTURES / "resnet.npz")
 RTOL = 1e-4
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import train_imagenet
+from gluon_bof.errors import ConfigError
 from gluon_bof.model_zoo import get_model
 from gluon_bof.training import save_model_checkpoint
 from gluon_bof.utils.checkpoint import load_checkpoint
@@ -46,7 +47,7 @@ def test_inception_v3_trains_with_every_trick(tiny_folder, tmp_path):  # noqa: F
     net = get_model("inceptionv3", classes=3)
     net.load_state_dict(state["model"])
     assert all(torch.isfinite(v).all() for v in net.state_dict().values())
-    with pytest.raises(SystemExit, match="last-gamma"):  # no residual blocks: refused
+    with pytest.raises(ConfigError, match="last-gamma"):  # no residual blocks: refused
         train_imagenet.main(["--model", "inceptionv3", "--last-gamma", "--input-size", "75",
                              "--data-dir", tiny_folder, "--save-dir", str(tmp_path / "refused"), *TRICKS])
 
