@@ -15,6 +15,7 @@ setup(
         "pycocotools",
         "tqdm",
         "matplotlib",
+        "safetensors>=0.4",
     ],
     extras_require={"test": ["pytest", "faster-coco-eval"], "fast": ["faster-coco-eval"]},
 )

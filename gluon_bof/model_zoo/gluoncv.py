@@ -16,6 +16,11 @@ GluonCV also stores constants that our models compute (YOLOv3's ``yolo_outputs.{
 ``.offsets``); those are ``computed`` names: not required when loading, checked for equal values
 when listed in ``verify`` (anchors: a mismatch means a different model variant), and written on
 export because GluonCV's ``load_parameters`` requires them.
+
+A model whose GluonCV names depend on how it was built (GluonCV names norm blocks after their
+class: the FPN detector's backbone norms are ``batchnorm`` in the plain model and
+``syncbatchnorm`` in the SyncBN variant) exposes its own ``gluoncv_mapping`` attribute, which
+takes precedence over the class's.
 """
 from __future__ import annotations
 
@@ -74,6 +79,9 @@ def register_gluoncv_mapping(class_name: str, mapping: GluonCVMapping) -> None:
 
 
 def _mapping_for(net: nn.Module) -> GluonCVMapping:
+    own = getattr(net, "gluoncv_mapping", None)  # a model whose names depend on how it was built
+    if isinstance(own, GluonCVMapping):
+        return own
     for cls in type(net).__mro__:
         if cls.__name__ in _MAPPINGS:
             return _MAPPINGS[cls.__name__]

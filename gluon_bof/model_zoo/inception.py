@@ -140,6 +140,8 @@ class Inception3(nn.Module):
     (8x8 at 299).
     """
 
+    min_input_size = 75  # the smallest square input (the stem and reductions leave 1x1)
+
     def __init__(self, classes: int = 1000, norm_layer: NormLayer = nn.BatchNorm2d,
                  dropout: float = 0.5):
         super().__init__()
@@ -163,7 +165,7 @@ class Inception3(nn.Module):
         return self.features[:-2](x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if min(x.shape[-2:]) < 75:
+        if min(x.shape[-2:]) < self.min_input_size:
             raise ValueError(f"inception.py: Inception-V3 needs inputs of at least 75x75, "
                              f"got {tuple(x.shape[-2:])}")
         return self.output(torch.flatten(self.features(x), 1))

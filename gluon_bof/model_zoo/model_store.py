@@ -42,7 +42,7 @@ from ..utils.fileio import atomic_open
 
 __all__ = ["GLUONCV_REPO", "MODEL_SHA1", "ModelStoreError", "register_model_sha1", "short_hash",
            "pretrained_model_list", "model_root", "get_model_file", "load_pretrained",
-           "load_weights_file", "purge"]
+           "load_weights_file", "load_safetensors", "file_sha256", "purge"]
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,9 @@ def load_pretrained(net, name: str, root: Optional[str] = None):
 
 def load_weights_file(net, path, model_name=None):
     """Loads a weights file into ``net``; returns ``net``. ``*.params``: GluonCV's format (see
-    :func:`~gluon_bof.model_zoo.gluoncv.load_gluoncv_params`); otherwise a ``torch.save`` file
+    :func:`~gluon_bof.model_zoo.gluoncv.load_gluoncv_params`); ``*.safetensors``: our state-dict
+    names (``scripts/convert_gluoncv.py``'s output, see :func:`load_safetensors`); otherwise a
+    ``torch.save`` file
     holding a gluon-bof checkpoint (a dict with ``'model'``), ``{'state_dict': ...}`` or a plain
     state dict (a ``module.`` prefix from DistributedDataParallel is removed). Only load
     checkpoints you trust: a full checkpoint is unpickled.
@@ -284,6 +286,8 @@ def load_weights_file(net, path, model_name=None):
     if path.endswith(".params"):
         load_gluoncv_params(net, path)
         return net
+    if path.endswith(".safetensors"):
+        return load_safetensors(net, path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a full checkpoint (RNG states, settings) needs the unrestricted loader
@@ -310,6 +314,62 @@ def load_weights_file(net, path, model_name=None):
             raise ValueError(f"{path}: holds a {trained_as!r} model (model_name in the checkpoint), which "
                              f"does not fit this {model_name!r} network") from None
         raise ValueError(f"{path}: does not fit {type(net).__name__}: {e}") from None
+    return net
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's bytes (hex), read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_safetensors(net, path):
+    """Loads a ``.safetensors`` file of ``net``'s state-dict names into ``net``, all or nothing;
+    returns ``net``.
+
+    If ``{path}.sha256`` lies beside it (``sha256sum`` format: the hex digest first), the file's
+    sha256 must equal it. Every tensor must exist in ``net`` with its shape, and every tensor of
+    ``net`` in the file (a BatchNorm's ``num_batches_tracked`` may be absent); otherwise
+    :class:`~gluon_bof.errors.CheckpointError` names the file, the model it records
+    (``gluon_bof_model`` metadata) and the missing, unexpected and mis-shaped tensors, and
+    ``net`` is unchanged."""
+    from safetensors import SafetensorError, safe_open
+
+    from ..errors import CheckpointError
+    from .gluoncv import _listing
+
+    path = os.fspath(path)
+    digest_file = path + ".sha256"
+    if os.path.isfile(digest_file):
+        with open(digest_file) as f:
+            expected = (f.read().split() or [""])[0].lower()
+        actual = file_sha256(path)
+        if actual != expected:
+            raise CheckpointError(f"{path}: sha256 is {actual}, but {digest_file} says {expected}: the "
+                                  f"file is damaged or not the one published; fetch it again")
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            recorded = (f.metadata() or {}).get("gluon_bof_model")
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+    own = net.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    misshaped = [f"{k} (file {tuple(v.shape)}, model {tuple(own[k].shape)})"
+                 for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if missing or unexpected or misshaped:
+        what = f" (it records model {recorded!r})" if recorded else ""
+        msg = f"{path}{what}: does not fit {type(net).__name__}; nothing was loaded."
+        for title, items in (("mis-shaped", misshaped), ("missing", missing),
+                             ("unexpected", unexpected)):
+            if items:
+                msg += _listing(title, items)
+        raise CheckpointError(msg)
+    net.load_state_dict({**own, **state}, strict=True)
     return net
 
 

@@ -57,7 +57,8 @@ def test_eval_contract():
 def test_train_contract_backward_and_grads():
     net = tiny().train()
     losses = net(torch.randn(2, 3, 128, 160), LABELS)
-    assert set(losses) == set(NAMES)
+    stats = {k: losses.pop(k) for k in ("rpn_pos", "rpn_neg", "rcnn_pos", "rcnn_neg")}  # sampler counts
+    assert set(losses) == set(NAMES) and all(v >= 0 and not v.requires_grad for v in stats.values())
     for v in losses.values():
         assert v.dim() == 0 and torch.isfinite(v)
     sum(losses.values()).backward()
@@ -160,7 +161,7 @@ def test_overfit_two_images():
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     hist = []
     for _ in range(40):
-        total = sum(net(x, labels).values())
+        total = sum(v for k, v in net(x, labels).items() if k.endswith("loss"))
         hist.append(total.item())
         opt.zero_grad()
         total.backward()

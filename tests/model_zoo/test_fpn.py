@@ -114,7 +114,8 @@ def test_eval_contract():
 def test_train_contract_backward_and_empty_images():
     net = tiny().train()
     losses = net(torch.randn(2, 3, 128, 128), LABELS)
-    assert set(losses) == set(NAMES)
+    stats = {k: losses.pop(k) for k in ("rpn_pos", "rpn_neg", "rcnn_pos", "rcnn_neg")}  # sampler counts
+    assert set(losses) == set(NAMES) and all(v >= 0 and not v.requires_grad for v in stats.values())
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     params = dict(net.named_parameters())

@@ -20,10 +20,13 @@ GluonCV's ``faster_rcnn_fpn_*`` (``gluoncv.nn.feature.FPNFeatureExpander`` + ``F
 
 GluonCV's FPN parameter names are flat MXNet symbol names (``features.resnetv1b_layers1_conv0
 _weight``, ``features.P2_conv_lat_bias``); :func:`.fpn_names.fpn_to_gluoncv` maps our keys onto
-them and is registered for :class:`FasterRCNNFPN` below.
+them (:attr:`FasterRCNNFPN.gluoncv_mapping`: the SyncBN variants' backbone norms are
+``syncbatchnorm``, the plain models' ``batchnorm``).
 """
 from __future__ import annotations
 
+import functools
+import re
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
@@ -226,12 +229,13 @@ class _FlattenSequential(nn.Sequential):
 
 
 def fpn_box_head(in_channels: int = 256, roi_size: Tuple[int, int] = (7, 7),
-                 hidden: int = 1024, norm_layer: Optional[Callable[[int], nn.Module]] = None
-                 ) -> nn.Sequential:
+                 hidden: int = 1024, norm_layer: Optional[Callable[[int], nn.Module]] = None,
+                 num_convs: int = 1) -> nn.Sequential:
     """GluonCV's FPN box head, pooled ``[R, C, h, w]`` -> ``[R, hidden]``: without norm two
     Linear + ReLU (``box_features.{0,2}``, weights N(0, .01)); with ``norm_layer`` (GluonCV's
-    SyncBN variant) a 3x3 conv (no bias, ``in_channels`` wide) + norm + ReLU, then Linear +
-    ReLU (``box_features.{0,1,3}``)."""
+    SyncBN variants) ``num_convs`` x (3x3 conv, no bias, ``in_channels`` wide, + norm + ReLU),
+    then Linear + ReLU: ``box_features.{0,1,3}`` for one conv (GluonCV's r50), ``{0,1,3,4,6,7,9,
+    10,12}`` for four (its r101)."""
     def dense(cin):
         fc = nn.Linear(cin, hidden)
         nn.init.normal_(fc.weight, 0.0, 0.01)
@@ -241,9 +245,13 @@ def fpn_box_head(in_channels: int = 256, roi_size: Tuple[int, int] = (7, 7),
     if norm_layer is None:
         return _FlattenSequential(dense(flat), nn.ReLU(inplace=True), dense(hidden),
                                   nn.ReLU(inplace=True))
-    return _FlattenSequential(nn.Conv2d(in_channels, in_channels, 3, 1, 1, bias=False),
-                              norm_layer(in_channels), nn.ReLU(inplace=True), dense(flat),
-                              nn.ReLU(inplace=True))
+    if num_convs < 1:
+        raise ValueError(f"fpn.py: a normalised box head needs num_convs >= 1, got {num_convs}")
+    convs = []
+    for _ in range(num_convs):
+        convs += [nn.Conv2d(in_channels, in_channels, 3, 1, 1, bias=False),
+                  norm_layer(in_channels), nn.ReLU(inplace=True)]
+    return _FlattenSequential(*convs, dense(flat), nn.ReLU(inplace=True))
 
 
 class FasterRCNNFPN(FasterRCNN):
@@ -288,6 +296,14 @@ class FasterRCNNFPN(FasterRCNN):
         self._max_roi_stage = max_stage - 1 if max_stage > 5 else max_stage  # no P6 for RoIs
         self.roi_canonical_scale = roi_canonical_scale
 
+    @property
+    def gluoncv_mapping(self) -> GluonCVMapping:
+        """How our keys map to GluonCV's names. GluonCV names norm blocks after their class: its
+        only FPN models with norms in the FPN (``P{n}_bn``, ...) are the ``fpn_syncbn`` ones,
+        whose backbone norms are ``syncbatchnorm``; the plain models' are ``batchnorm``."""
+        normed = any(re.fullmatch(r"P\d+_\w*bn", n) for n, _ in self.features.named_children())
+        return _SYNCBN_NAMES if normed else _PLAIN_NAMES
+
     def _pool(self, feats: Sequence[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
         """RoI features of ``rois [B, R, 4]`` from their levels -> ``[B * R, C, h, w]``."""
         B, R = rois.shape[:2]
@@ -311,5 +327,7 @@ class FasterRCNNFPN(FasterRCNN):
         return out
 
 
-register_gluoncv_mapping("FasterRCNNFPN", GluonCVMapping(
-    to_gluoncv=fpn_to_gluoncv, computed=("anchors",), verify=("anchors",)))
+_PLAIN_NAMES = GluonCVMapping(to_gluoncv=fpn_to_gluoncv, computed=("anchors",), verify=("anchors",))
+_SYNCBN_NAMES = GluonCVMapping(to_gluoncv=functools.partial(fpn_to_gluoncv, norm="syncbatchnorm"),
+                               computed=("anchors",), verify=("anchors",))
+register_gluoncv_mapping("FasterRCNNFPN", _PLAIN_NAMES)

@@ -1,4 +1,5 @@
-"""Registered Faster R-CNN builders with GluonCV's names and settings (C4 on ResNet v1b/v1d).
+"""Registered Faster R-CNN builders with GluonCV's names and settings (C4 and FPN on ResNet
+v1b/v1d, and the FPN SyncBN variants MegDet's recipe trains).
 
 Every builder takes keyword arguments only: ``pretrained_base`` (False or the path of GluonCV's
 backbone ``.params``, e.g. ``resnet50_v1b-0ecdba34.params``), ``pretrained`` (False or the path
@@ -13,14 +14,14 @@ from typing import Callable, Optional, Sequence
 
 from torch import nn
 
-from ...nn.norm import FrozenBatchNorm2d
+from ...nn.norm import FrozenBatchNorm2d, fixed_gamma_batchnorm
 from ..darknet import load_weights
 from ..registry import register_model
 from ..yolo3 import COCO_CLASSES, VOC_CLASSES
 from .faster_rcnn import FasterRCNN
 from .fpn import FasterRCNNFPN, FPNFeatureExpander, ResNetBody, fpn_box_head
 
-__all__ = ["faster_rcnn_c4", "faster_rcnn_fpn"]
+__all__ = ["faster_rcnn_c4", "faster_rcnn_fpn", "FPN_SYNCBN_NORMS", "fpn_syncbn_options"]
 
 _ZOO = dict(roi_mode="align", roi_size=(14, 14), strides=16, rpn_channel=1024, base_size=16,
             scales=(2, 4, 8, 16, 32), ratios=(0.5, 1, 2), alloc_size=(128, 128),
@@ -114,15 +115,15 @@ def faster_rcnn_fpn(base: str, classes: Sequence[str], settings: Optional[dict] 
                     pretrained_base=False, pretrained=False,
                     norm_layer: Callable = FrozenBatchNorm2d,
                     fpn_norm_layer: Optional[Callable] = None,
-                    head_norm_layer: Optional[Callable] = None, num_filters: int = 256,
-                    freeze_layers: int = 1, zoo_name: Optional[str] = None,
-                    **kwargs) -> FasterRCNNFPN:
+                    head_norm_layer: Optional[Callable] = None, head_convs: int = 1,
+                    num_filters: int = 256, freeze_layers: int = 1,
+                    zoo_name: Optional[str] = None, **kwargs) -> FasterRCNNFPN:
     """Faster R-CNN with FPN on the registered ResNet ``base`` (e.g. 'resnet50_v1b').
 
     ``norm_layer``: backbone norm (default frozen, GluonCV's ``use_global_stats``);
     ``fpn_norm_layer``: norm after every FPN conv (None: GluonCV's plain FPN, convs with bias);
     ``head_norm_layer``: None gives the 2x1024 fully connected box head, a norm class gives
-    GluonCV's SyncBN-variant head (3x3 conv + norm + ReLU + FC 1024). Each may be
+    GluonCV's SyncBN-variant head (``head_convs`` x (3x3 conv + norm + ReLU), FC 1024). Each may be
     ``nn.BatchNorm2d``, ``nn.SyncBatchNorm`` or :class:`FrozenBatchNorm2d`. ``freeze_layers``
     n >= 1 freezes the stem and layers 1..n (GluonCV's train_patterns: 1; 0 trains all).
     ``settings`` then ``kwargs`` go to :class:`FasterRCNNFPN`. ``zoo_name``: GluonCV's name of
@@ -143,7 +144,7 @@ def faster_rcnn_fpn(base: str, classes: Sequence[str], settings: Optional[dict] 
                                   body_name="resnet" + base.split("_")[1])
     opts = {**(settings or {}), **kwargs}
     box_features = fpn_box_head(num_filters, tuple(opts.get("roi_size", (7, 7))),
-                                norm_layer=head_norm_layer)
+                                norm_layer=head_norm_layer, num_convs=head_convs)
     net = FasterRCNNFPN(features, box_features, classes, features_channels=num_filters, **opts)
     if pretrained is True and zoo_name is None:
         raise ValueError(f"faster_rcnn_fpn: no GluonCV weights for a custom {base} FPN model")
@@ -177,3 +178,41 @@ def faster_rcnn_fpn_resnet50_v1b_custom(*, classes: Sequence[str], **kwargs) -> 
     """Faster R-CNN + FPN, ResNet-50 v1b, given foreground ``classes`` (GluonCV's
     ``custom_faster_rcnn_fpn`` with the COCO FPN settings)."""
     return faster_rcnn_fpn("resnet50_v1b", classes, _FPN_COCO, **kwargs)
+
+
+# GluonCV's faster_rcnn_fpn_syncbn_*_coco: trainable norms (GluonCV's SyncBatchNorm) in the
+# backbone and the conv box head; after every FPN conv MXNet's symbolic SyncBatchNorm with its
+# defaults (eps 1e-3, gamma fixed at 1); nothing frozen (train_patterns '(?!.*moving)').
+FPN_SYNCBN_NORMS = dict(norm_layer=nn.BatchNorm2d, fpn_norm_layer=fixed_gamma_batchnorm,
+                        head_norm_layer=nn.BatchNorm2d, freeze_layers=0)
+
+
+def fpn_syncbn_options(base: str) -> dict:
+    """What GluonCV's ``faster_rcnn_fpn_syncbn_{base}_coco`` changes in the FPN model's network:
+    :data:`FPN_SYNCBN_NORMS`, a 256-wide RPN conv and 4 box-head convs on resnet101_v1d (1 on
+    resnet50_v1b). ``get_model('faster_rcnn_fpn_resnet50_v1b_custom', classes=...,
+    **fpn_syncbn_options('resnet50_v1b'))`` is that network for other classes."""
+    return dict(FPN_SYNCBN_NORMS, rpn_channel=256, head_convs=4 if base == "resnet101_v1d" else 1)
+
+
+_FPN_SYNCBN_COCO = dict(_FPN_COCO, short=(640, 800))  # GluonCV trains these at sides 640..800
+
+
+@register_model("faster_rcnn_fpn_syncbn_resnet50_v1b_coco")
+def faster_rcnn_fpn_syncbn_resnet50_v1b_coco(**kwargs) -> FasterRCNNFPN:
+    """Faster R-CNN + FPN with BatchNorm everywhere (MegDet's detector; GluonCV's SyncBN
+    variant), ResNet-50 v1b, COCO: :func:`fpn_syncbn_options`. The norms are
+    ``nn.BatchNorm2d``; ``--syncbn`` makes them cross-GPU
+    (:func:`gluon_bof.utils.distributed.convert_sync_batchnorm`)."""
+    return faster_rcnn_fpn("resnet50_v1b", COCO_CLASSES, _FPN_SYNCBN_COCO,
+                           zoo_name="faster_rcnn_fpn_syncbn_resnet50_v1b_coco",
+                           **{**fpn_syncbn_options("resnet50_v1b"), **kwargs})
+
+
+@register_model("faster_rcnn_fpn_syncbn_resnet101_v1d_coco")
+def faster_rcnn_fpn_syncbn_resnet101_v1d_coco(**kwargs) -> FasterRCNNFPN:
+    """Faster R-CNN + FPN with BatchNorm everywhere, ResNet-101 v1d, COCO (see the r50; GluonCV
+    gives this one four 3x3 convs in the box head)."""
+    return faster_rcnn_fpn("resnet101_v1d", COCO_CLASSES, _FPN_SYNCBN_COCO,
+                           zoo_name="faster_rcnn_fpn_syncbn_resnet101_v1d_coco",
+                           **{**fpn_syncbn_options("resnet101_v1d"), **kwargs})
