@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Bag of Freebies for object detection (YOLOv3, Faster R-CNN) on PyTorch, in GluonCV's style",
     packages=find_packages(include=["gluon_bof", "gluon_bof.*"]),
-    package_data={"gluon_bof.model_zoo": ["gluoncv_sha1.txt"]},
+    package_data={"gluon_bof.model_zoo": ["gluoncv_sha1.txt", "zoo.csv"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1",

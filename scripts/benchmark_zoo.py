@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate zoo models and compare them with GluonCV's published numbers (model_zoo/zoo.csv).
+"""Evaluate zoo models and compare them with GluonCV's published numbers (gluon_bof/model_zoo/zoo.csv).
 
     python scripts/benchmark_zoo.py --models yolo3_darknet53_voc yolo3_mobilenet1.0_voc \
         --dataset voc --data-root ~/.gluon_bof/datasets/voc --data-shape 320 416 --pretrained

@@ -65,6 +65,20 @@ def _make_coco(data: dict):
     return coco
 
 
+#: The 80 names of the official COCO 2017 JSON, in sorted-category-id order (as GluonCV's list).
+COCO_CLASSES = ('person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
+                'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat',
+                'dog', 'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra', 'giraffe', 'backpack',
+                'umbrella', 'handbag', 'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball',
+                'kite', 'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket',
+                'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple',
+                'sandwich', 'orange', 'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair',
+                'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse',
+                'remote', 'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
+                'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear', 'hair drier',
+                'toothbrush')
+
+
 class COCODetection:
     """MS COCO detection dataset.
 
@@ -83,19 +97,9 @@ class COCODetection:
         json_id_to_contiguous / contiguous_id_to_json: category id maps.
     """
 
-    #: The 80 names of the official COCO 2017 JSON, in sorted-category-id order (as GluonCV's list);
-    #: ``classes`` of an instance always comes from its own JSON.
-    CLASSES = ('person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
-               'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat',
-               'dog', 'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra', 'giraffe', 'backpack',
-               'umbrella', 'handbag', 'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball',
-               'kite', 'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket',
-               'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple',
-               'sandwich', 'orange', 'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair',
-               'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse',
-               'remote', 'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
-               'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear', 'hair drier',
-               'toothbrush')
+    #: The 80 names of the official COCO 2017 JSON (:data:`COCO_CLASSES`); ``classes`` of an
+    #: instance always comes from its own JSON.
+    CLASSES = COCO_CLASSES
 
     def __init__(self, root: str, splits: Sequence[str] = ('instances_train2017',),
                  transform: Optional[Callable] = None, min_object_area: float = 0,

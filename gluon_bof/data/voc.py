@@ -49,6 +49,12 @@ def _number(node: ET.Element, tag: str, path: str) -> float:
         raise DatasetError(f"{path}: <{tag}> is not a number: {child.text!r}") from None
 
 
+#: The 20 Pascal VOC classes in GluonCV's (and the devkit's) order: class id = position.
+VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
+               'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant',
+               'sheep', 'sofa', 'train', 'tvmonitor')
+
+
 class VOCDetection:
     """Pascal VOC detection dataset.
 
@@ -65,9 +71,7 @@ class VOCDetection:
             else the 20 VOC classes (``VOCDetection.CLASSES``).
     """
 
-    CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
-               'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant',
-               'sheep', 'sofa', 'train', 'tvmonitor')
+    CLASSES = VOC_CLASSES
 
     def __init__(self, root: str, splits: Sequence[Tuple] = ((2007, 'trainval'), (2012, 'trainval')),
                  transform: Optional[Callable] = None, index_map: Optional[Dict[str, int]] = None,

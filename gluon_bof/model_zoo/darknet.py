@@ -23,26 +23,10 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .model_store import load_weights
 from .registry import register_model
 
-__all__ = ["conv_bn_leaky", "DarknetBasicBlockV3", "DarknetV3", "darknet53", "load_weights"]
-
-
-def load_weights(net: nn.Module, weights, builder: str) -> nn.Module:
-    """Loads pretrained weights into ``net``; returns ``net``.
-
-    ``weights``: False/None: nothing; True: GluonCV's weights for the zoo name ``builder``
-    (e.g. ``'darknet53'``), fetched, verified and cached by :mod:`.model_store`; a path: a GluonCV
-    ``.params`` file (our names mirror GluonCV's, see :mod:`gluon_bof.model_zoo.gluoncv`), or a
-    gluon-bof checkpoint / state dict (``.pth``), see :func:`.model_store.load_weights_file`
-    (a classifier checkpoint of ``builder`` trained on other classes loads without its head).
-    """
-    if weights is None or weights is False:
-        return net
-    from .model_store import load_pretrained, load_weights_file
-    if weights is True:
-        return load_pretrained(net, builder)
-    return load_weights_file(net, weights, model_name=builder)
+__all__ = ["conv_bn_leaky", "DarknetBasicBlockV3", "DarknetV3", "darknet53"]
 
 
 def conv_bn_leaky(in_channels: int, channels: int, kernel: int, padding: int, stride: int,

@@ -30,7 +30,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .darknet import load_weights
+from .model_store import load_weights
 from .registry import register_model
 
 __all__ = ["Concurrent", "Inception3", "basic_conv"]

@@ -22,7 +22,7 @@ from typing import Callable, List
 import torch
 from torch import nn
 
-from .darknet import load_weights
+from .model_store import load_weights
 from .registry import register_model
 
 __all__ = ["MobileNet", "mobilenet1_0", "mobilenet0_75", "mobilenet0_5", "mobilenet0_25"]

@@ -36,9 +36,16 @@ import urllib.parse
 import zipfile
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import GluonBofError
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from ..errors import CheckpointError, GluonBofError
+from ..utils.checkpoint import atomic_save
 from ..utils.download import DownloadError, download, file_lock, file_sha1
-from ..utils.fileio import atomic_open
+from ..utils.fileio import atomic_open, remove_stale_temporaries
+from ..utils.home import gluon_bof_home
+from .gluoncv import _listing, load_gluoncv_params
 
 __all__ = ["GLUONCV_REPO", "MODEL_SHA1", "ModelStoreError", "register_model_sha1", "short_hash",
            "pretrained_model_list", "model_root", "get_model_file", "load_pretrained",
@@ -102,10 +109,11 @@ def pretrained_model_list() -> List[str]:
 
 
 def model_root(root: Optional[str] = None) -> str:
-    """The cache directory: ``root``, else ``$GLUON_BOF_HOME/models`` (``~/.gluon_bof/models``)."""
-    if root is None:
-        root = os.path.join(os.environ.get("GLUON_BOF_HOME", os.path.join("~", ".gluon_bof")), "models")
-    return os.path.abspath(os.path.expanduser(root))
+    """The cache directory: ``root``, else ``$GLUON_BOF_HOME/models`` (``~/.gluon_bof/models``).
+    Temporary files that killed downloads left there are removed."""
+    root = os.path.abspath(os.path.expanduser(root)) if root is not None else os.path.join(gluon_bof_home(), "models")
+    remove_stale_temporaries(root)
+    return root
 
 
 def _repo_url() -> str:
@@ -240,11 +248,6 @@ def load_pretrained(net, name: str, root: Optional[str] = None):
     :func:`~gluon_bof.model_zoo.gluoncv.load_gluoncv_params` and the torch state dict is cached
     as ``{name}-{hash8}.pth`` beside it, which later calls load directly.
     """
-    import torch
-
-    from ..utils.checkpoint import atomic_save
-    from .gluoncv import load_gluoncv_params
-
     params_path = get_model_file(name, root)
     cache = params_path[: -len(".params")] + ".pth"
     sha1 = _sha1_of(name)
@@ -276,10 +279,6 @@ def load_weights_file(net, path, model_name=None):
     backbone). A checkpoint that records the same ``model_name`` (``scripts/train_imagenet.py``'s)
     may differ in its classifier head only (its own number of classes): the head is then skipped
     and the rest must fit exactly. A checkpoint of another architecture is an error naming both."""
-    import torch
-
-    from .gluoncv import load_gluoncv_params
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file {path!r} does not exist")
@@ -336,10 +335,6 @@ def load_safetensors(net, path):
     :class:`~gluon_bof.errors.CheckpointError` names the file, the model it records
     (``gluon_bof_model`` metadata) and the missing, unexpected and mis-shaped tensors, and
     ``net`` is unchanged."""
-    from safetensors import SafetensorError, safe_open
-
-    from ..errors import CheckpointError
-    from .gluoncv import _listing
 
     path = os.fspath(path)
     digest_file = path + ".sha256"
@@ -376,7 +371,6 @@ def load_safetensors(net, path):
 def _without_other_head(net, state: dict, path: str) -> dict:
     """``state`` minus the classifier head (the last ``nn.Linear``) when only its shape differs from
     ``net``'s (a classifier trained on other classes, loaded as a backbone); ``net`` keeps its own."""
-    from torch import nn
 
     linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
@@ -400,3 +394,20 @@ def purge(root: Optional[str] = None) -> None:
         for f in os.listdir(root):
             if f.endswith((".params", ".pth", ".lock")):
                 os.remove(os.path.join(root, f))
+
+
+def load_weights(net: nn.Module, weights, builder: str) -> nn.Module:
+    """Loads pretrained weights into ``net`` (every family's builders call it); returns ``net``.
+
+    ``weights``: False/None: nothing; True: GluonCV's weights for the zoo name ``builder``
+    (e.g. ``'darknet53'``), fetched, verified and cached (:func:`load_pretrained`); a path: a
+    GluonCV ``.params`` file (our names mirror GluonCV's, see :mod:`gluon_bof.model_zoo.gluoncv`),
+    a ``.safetensors`` file or a gluon-bof checkpoint / state dict (``.pth``), see
+    :func:`load_weights_file` (a classifier checkpoint of ``builder`` trained on other classes
+    loads without its head).
+    """
+    if weights is None or weights is False:
+        return net
+    if weights is True:
+        return load_pretrained(net, builder)
+    return load_weights_file(net, weights, model_name=builder)

@@ -27,7 +27,7 @@ from typing import Callable, List, Sequence, Type, Union
 import torch
 from torch import nn
 
-from .darknet import load_weights
+from .model_store import load_weights
 from .registry import register_model
 from .resnetv1b import _zero_gamma, residual_stages
 

@@ -29,7 +29,7 @@ from typing import Callable, List, Optional, Sequence, Type, Union
 import torch
 from torch import nn
 
-from .darknet import load_weights
+from .model_store import load_weights
 from .registry import register_model
 
 __all__ = ["BasicBlockV1b", "BottleneckV1b", "ResNetV1b"]

@@ -19,10 +19,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data.coco import COCO_CLASSES
+from ..data.voc import VOC_CLASSES
 from ..nn.loss import YOLOV3Loss
 from .class_map import reuse_index_map
-from .darknet import conv_bn_leaky, darknet53, load_weights
+from .darknet import conv_bn_leaky, darknet53
 from .mobilenet import MobileNet
+from .model_store import load_weights
 from .registry import get_model, register_model
 from ..nn.nms import box_nms
 from .yolo_target import ignore_mask, merge_targets, prefetch_targets
@@ -294,20 +297,6 @@ class YOLOV3(nn.Module):
             output.reset_class(len(self._classes), reuse)
 
 
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-               "sheep", "sofa", "train", "tvmonitor")
-COCO_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush")
 YOLO3_ANCHORS = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119), (116, 90, 156, 198, 373, 326))
 YOLO3_STRIDES = (8, 16, 32)
 

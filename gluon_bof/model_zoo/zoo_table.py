@@ -1,4 +1,5 @@
-"""The zoo table (``model_zoo/zoo.csv`` at the repository root): read, update, render as Markdown.
+"""The zoo table (``zoo.csv`` beside this module, package data; described in model_zoo/README.md at
+the repository root): read, update, render as Markdown.
 
 One row per model and evaluation setting (a model evaluated at 320 and 416 has two rows); the
 key is ``(name, gluoncv_metric)``. Columns (see ``model_zoo/README.md``)::
@@ -23,8 +24,7 @@ __all__ = ["COLUMNS", "DEFAULT_TABLE", "read_table", "write_table", "find_row", 
 
 COLUMNS = ("name", "architecture", "dataset", "gluoncv_sha1", "gluoncv_metric", "gluoncv_published",
            "paper", "command", "measured", "measured_note")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_TABLE = os.path.join(REPO_ROOT, "model_zoo", "zoo.csv")
+DEFAULT_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zoo.csv")
 
 Row = Dict[str, str]
 

@@ -1,4 +1,4 @@
-"""Every training command in model_zoo/zoo.csv parses with the current scripts' flags."""
+"""Every training command in gluon_bof/model_zoo/zoo.csv parses with the current scripts' flags."""
 import shlex
 
 import pytest

@@ -14,10 +14,11 @@ from typing import Callable, Optional, Sequence
 
 from torch import nn
 
+from ...data.coco import COCO_CLASSES
+from ...data.voc import VOC_CLASSES
 from ...nn.norm import FrozenBatchNorm2d, fixed_gamma_batchnorm
-from ..darknet import load_weights
+from ..model_store import load_weights
 from ..registry import register_model
-from ..yolo3 import COCO_CLASSES, VOC_CLASSES
 from .faster_rcnn import FasterRCNN
 from .fpn import FasterRCNNFPN, FPNFeatureExpander, ResNetBody, fpn_box_head
 
