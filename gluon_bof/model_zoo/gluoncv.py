@@ -35,7 +35,7 @@ from torch import nn
 from .mxnet_params import load_params, save_params
 
 __all__ = ["GluonCVMapping", "GluonCVLoadResult", "register_gluoncv_mapping",
-           "load_gluoncv_params", "export_gluoncv_params", "gluoncv_state"]
+           "load_gluoncv_params", "export_gluoncv_params", "gluoncv_state", "dtype_fits"]
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 _MAX_LISTED = 20
@@ -167,7 +167,7 @@ def load_gluoncv_params(net: nn.Module, path_or_dict: Union[str, os.PathLike, Ma
     by_gluoncv = {gname: key for key, gname in ours.items()}
     state = net.state_dict()
     new_state = dict(state)
-    missing, unexpected, misshaped, skipped, differ = [], [], [], [], []
+    missing, unexpected, misshaped, skipped, differ, mistyped = [], [], [], [], [], []
     for gname, value in params.items():
         leaf = gname.rpartition(".")[2]
         key = by_gluoncv.get(gname)
@@ -188,20 +188,37 @@ def load_gluoncv_params(net: nn.Module, path_or_dict: Union[str, os.PathLike, Ma
         if tuple(arr.shape) != tuple(target.shape):
             misshaped.append(f"{gname} (file {tuple(arr.shape)}, model {tuple(target.shape)})")
             continue
+        if not dtype_fits(arr.dtype, target.dtype):
+            mistyped.append(f"{gname} (file {arr.dtype}, model {str(target.dtype).replace('torch.', '')})")
+            continue
         new_state[key] = torch.as_tensor(np.ascontiguousarray(arr)).to(dtype=target.dtype)
     for gname in ours.values():
         if gname not in params and gname.rpartition(".")[2] not in mapping.computed:
             missing.append(gname)
-    fatal = bool(misshaped or differ) or (strict and bool(missing or unexpected))
+    fatal = bool(misshaped or differ or mistyped) or (strict and bool(missing or unexpected))
     if fatal:
         msg = f"{label}: cannot load into {type(net).__name__}; nothing was loaded."
         for title, items in (("mis-shaped", misshaped), ("differing constants", differ),
+                             ("incompatible dtypes (only a float may widen, as MXNet's load_parameters "
+                              "refuses any other)", mistyped),
                              ("missing", missing), ("unexpected", unexpected)):
             if items:
                 msg += _listing(title, items)
         raise ValueError(msg)
     net.load_state_dict(new_state, strict=True)
     return GluonCVLoadResult(missing, unexpected, skipped)
+
+
+def dtype_fits(stored, target: torch.dtype) -> bool:
+    """Whether a stored array of dtype ``stored`` (NumPy) may load into a ``target`` tensor: the
+    same dtype, or a float into a float at least as wide (float16 weights into a float32 model).
+    Anything else (float weights stored as int32 would load as values ~1e9; a float64 file into a
+    float32 model loses precision) is refused, as MXNet refuses every dtype mismatch."""
+    stored = np.dtype(stored)
+    width = torch.empty((), dtype=target).element_size()
+    if target.is_floating_point:
+        return stored.kind == "f" and stored.itemsize <= width
+    return stored.kind in "iub" and np.dtype(str(target).replace("torch.", "")) == stored
 
 
 def export_gluoncv_params(net: nn.Module, path: Union[str, os.PathLike]) -> None:

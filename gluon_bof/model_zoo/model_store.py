@@ -36,6 +36,7 @@ import urllib.parse
 import zipfile
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
@@ -45,7 +46,7 @@ from ..utils.checkpoint import atomic_save
 from ..utils.download import DownloadError, download, file_lock, file_sha1
 from ..utils.fileio import atomic_open, remove_stale_temporaries
 from ..utils.home import gluon_bof_home
-from .gluoncv import _listing, load_gluoncv_params
+from .gluoncv import _listing, dtype_fits, load_gluoncv_params
 
 __all__ = ["GLUONCV_REPO", "MODEL_SHA1", "ModelStoreError", "register_model_sha1", "short_hash",
            "pretrained_model_list", "model_root", "get_model_file", "load_pretrained",
@@ -306,14 +307,46 @@ def load_weights_file(net, path, model_name=None):
     trained_as = obj.get("model_name") if isinstance(obj, dict) else None
     if model_name and trained_as and trained_as.lower() == model_name.lower():
         state = _without_other_head(net, state, path)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
+    problems = state_dict_problems(net, state)
+    if problems:
         if model_name and trained_as and trained_as.lower() != model_name.lower():
-            raise ValueError(f"{path}: holds a {trained_as!r} model (model_name in the checkpoint), which "
-                             f"does not fit this {model_name!r} network") from None
-        raise ValueError(f"{path}: does not fit {type(net).__name__}: {e}") from None
+            raise CheckpointError(f"{path}: holds a {trained_as!r} model (model_name in the checkpoint), which "
+                                  f"does not fit this {model_name!r} network; nothing was loaded" + problems)
+        raise CheckpointError(f"{path}: does not fit {type(net).__name__}; nothing was loaded" + problems)
+    net.load_state_dict(state)
     return net
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """NumPy's name of a torch dtype (bfloat16, which NumPy lacks, as a 2-byte float)."""
+    return np.dtype("float16") if dtype == torch.bfloat16 else np.dtype(str(dtype).replace("torch.", ""))
+
+
+def state_dict_problems(net, state: dict) -> str:
+    """Everything that keeps ``state`` from loading into ``net`` whole, as the lines of an error
+    (empty when it fits): missing and unexpected keys, mis-shaped tensors, incompatible dtypes
+    (:func:`~gluon_bof.model_zoo.gluoncv.dtype_fits`) and constants that differ from the ones the
+    model was built with (YOLOv3's ``anchors``: a checkpoint of other anchors does not silently
+    replace them). Checked before anything is copied, so a failed load changes nothing (torch's
+    ``load_state_dict`` copies every fitting tensor before it reports the others)."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    misshaped, mistyped, differ = [], [], []
+    for k, v in state.items():
+        if k not in own:
+            continue
+        if tuple(v.shape) != tuple(own[k].shape):
+            misshaped.append(f"{k} (file {tuple(v.shape)}, model {tuple(own[k].shape)})")
+        elif not dtype_fits(_numpy_dtype(v.dtype), own[k].dtype):
+            mistyped.append(f"{k} (file {str(v.dtype).replace('torch.', '')}, "
+                            f"model {str(own[k].dtype).replace('torch.', '')})")
+        elif k.endswith(".anchors") and not torch.allclose(v.to(own[k]), own[k]):
+            differ.append(f"{k} (file {v.reshape(-1).tolist()}, model {own[k].reshape(-1).tolist()}; build the "
+                          f"model with these anchors: anchors=..., --anchor-scale)")
+    return "".join(_listing(title, items) for title, items in (
+        ("mis-shaped", misshaped), ("incompatible dtypes", mistyped), ("differing constants", differ),
+        ("missing", missing), ("unexpected", unexpected)) if items)
 
 
 def file_sha256(path: str) -> str:

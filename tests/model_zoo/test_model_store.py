@@ -263,3 +263,58 @@ def test_pretrained_local_files(weights, tmp_path):
 def test_custom_detector_has_no_gluoncv_weights():
     with pytest.raises(model_store.ModelStoreError, match="yolo3_mobilenet0.25_custom"):
         get_model("yolo3_mobilenet0.25_custom", classes=["a"], pretrained=True)
+
+
+def test_a_pth_that_does_not_fit_loads_nothing_and_other_anchors_are_refused(tmp_path):
+    """torch's load_state_dict copies every fitting tensor before it reports the rest; ours checks
+    first: a checkpoint with one mis-shaped tensor changes nothing. A YOLOv3 checkpoint built with
+    other anchors does not silently replace the model's, and int32 'weights' are refused."""
+    import numpy as np
+    import torch
+
+    from gluon_bof.errors import CheckpointError
+    from gluon_bof.model_zoo import get_model, load_weights_file
+    from gluon_bof.model_zoo.yolo3 import scaled_anchors
+
+    torch.manual_seed(0)
+    src = get_model("yolo3_mobilenet0.25_custom", classes=["a", "b"], channels=[16, 8, 8])
+    state = {k: v.clone() for k, v in src.state_dict().items()}
+    first = next(k for k in state if k.endswith("weight"))
+    state["yolo_outputs.0.prediction.weight"] = torch.zeros(3, 3, 1, 1)
+    torch.save(state, tmp_path / "bad.pth")
+    net = get_model("yolo3_mobilenet0.25_custom", classes=["a", "b"], channels=[16, 8, 8])
+    before = net.state_dict()[first].clone()
+    with pytest.raises(CheckpointError, match=r"bad\.pth: does not fit YOLOV3; nothing was loaded\n  mis-shaped"):
+        load_weights_file(net, str(tmp_path / "bad.pth"))
+    assert torch.equal(net.state_dict()[first], before)  # nothing copied
+    other = get_model("yolo3_mobilenet0.25_custom", classes=["a", "b"], channels=[16, 8, 8],
+                      anchors=scaled_anchors(0.5))
+    torch.save(other.state_dict(), tmp_path / "anchors.pth")
+    with pytest.raises(CheckpointError, match="differing constants.*anchors"):
+        load_weights_file(net, str(tmp_path / "anchors.pth"))
+    ints = {k: (v * 1e9).to(torch.int32) if k == first else v for k, v in src.state_dict().items()}
+    torch.save(ints, tmp_path / "ints.pth")
+    with pytest.raises(CheckpointError, match=r"incompatible dtypes \(1\).*int32"):
+        load_weights_file(net, str(tmp_path / "ints.pth"))
+    assert np.isfinite(net.state_dict()[first].numpy()).all()
+
+
+def test_params_storing_floats_as_int32_are_refused(tmp_path):
+    """MXNet's load_parameters refuses a dtype mismatch ('dtype incompatible'); a float may only
+    widen (float16 weights into a float32 model)."""
+    import numpy as np
+
+    from gluon_bof.model_zoo import get_model, load_gluoncv_params
+    from gluon_bof.model_zoo.gluoncv import gluoncv_state
+    from gluon_bof.model_zoo.mxnet_params import save_params
+
+    net = get_model("mobilenet0.25", classes=3)
+    params = gluoncv_state(net)
+    name = next(k for k in params if k.endswith("weight"))
+    save_params(tmp_path / "ints.params", {**params, name: (params[name] * 1e9).astype(np.int32)})
+    with pytest.raises(ValueError, match=r"(?s)ints\.params: cannot load.*nothing was loaded.*incompatible dtypes.*int32"):
+        load_gluoncv_params(net, str(tmp_path / "ints.params"))
+    save_params(tmp_path / "half.params", {k: v.astype(np.float16) for k, v in params.items()})
+    load_gluoncv_params(net, str(tmp_path / "half.params"))  # widening: fine
+    with pytest.raises(ValueError, match="incompatible dtypes"):  # float32 into a float16 model narrows
+        load_gluoncv_params(get_model("mobilenet0.25", classes=3).half(), params)
