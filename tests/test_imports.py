@@ -5,12 +5,11 @@ import ast
 import os
 from collections import defaultdict
 
-import pytest
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gluon_bof")
 # lowest first; a module may import its own layer and the layers before it
-LAYERS = ["errors", "utils", "ops", "nn", "data", "model_zoo", "engine", "training", "fit", "evaluation",
-          "classification", "experiments"]
+LAYERS = ["errors", "ops", "utils", "nn", "data", "model_zoo", "engine", "training", "fit", "evaluation",
+          "classification", "segmentation", "experiments"]
 
 
 def modules():
@@ -106,6 +105,18 @@ def test_imports_run_downward_through_the_layers():
     upward = [f"{a} -> {b}" for a, targets in edges.items() for b in targets
               if a != "gluon_bof" and layer(b) > layer(a)]
     assert not upward, "imports from a lower layer up: " + "; ".join(sorted(upward))
+
+
+def test_box_operations_have_one_home():
+    """IoU, the box coder and NMS are defined in gluon_bof/ops only (no second copy elsewhere)."""
+    homes = {}
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            if isinstance(node, ast.FunctionDef) and node.name in (
+                    "bbox_iou", "paired_iou", "iou_plus_one", "box_iou", "encode_boxes", "decode_boxes", "box_nms"):
+                homes.setdefault(node.name, []).append(name)
+    assert homes and all(len(places) == 1 and places[0].startswith("gluon_bof.ops.")
+                         for places in homes.values()), homes
 
 
 def test_the_graph_reader_sees_a_cycle_and_a_local_import(tmp_path):

@@ -25,8 +25,8 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..data.transforms.bbox import bbox_iou
-from ..nn.nms import MIN_BOX_SIZE
+from ..ops.boxes import bbox_iou
+from ..ops.nms import MIN_BOX_SIZE
 from ..utils.viz import plot_bbox, plt, save_figure
 
 __all__ = ["load_patch", "resize_patch", "patch_positions", "paste", "make_frames",

@@ -27,7 +27,7 @@ from .darknet import conv_bn_leaky, darknet53
 from .mobilenet import MobileNet
 from .model_store import load_weights
 from .registry import get_model, register_model
-from ..nn.nms import box_nms
+from ..ops.nms import box_nms
 from .yolo_target import ignore_mask, merge_targets, prefetch_targets
 
 __all__ = ["YOLOOutputV3", "YOLODetectionBlockV3", "YOLOV3", "VOC_CLASSES", "COCO_CLASSES"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gluon_bof.nn.nms import MIN_BOX_SIZE
+from gluon_bof.ops.nms import MIN_BOX_SIZE
 
 from random_weights import draw_params, unpack_spec  # tests/fixtures: the generators' weight recipe
 

@@ -3,7 +3,6 @@ maps, contracts on a tiny stand-in body, norm-layer selection, GluonCV's paramet
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 

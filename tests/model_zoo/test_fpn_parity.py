@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from gluon_bof.nn.nms import MIN_BOX_SIZE
+from gluon_bof.ops.nms import MIN_BOX_SIZE
 
 from gluon_bof.model_zoo import rcnn  # noqa: F401
 from gluon_bof.model_zoo.gluoncv import load_gluoncv_params

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from gluon_bof.model_zoo.rcnn import (RCNN_STDS, RPN_STDS, RPNAnchorGenerator, SampleDraws,
-                                      clip_boxes, decode_boxes, encode_boxes,
-                                      generate_base_anchors, generate_proposals, rcnn_sample,
-                                      rcnn_targets, rpn_targets)
+from gluon_bof.model_zoo.rcnn import (RPNAnchorGenerator, SampleDraws, generate_base_anchors, generate_proposals,
+                                      rcnn_sample, rcnn_targets, rpn_targets)
+from gluon_bof.ops.coder import RCNN_STDS, RPN_STDS, clip_boxes, decode_boxes, encode_boxes
 
 FX = dict(np.load(Path(__file__).resolve().parents[1] / "fixtures" / "rcnn_parts.npz"))
 T = torch.from_numpy

@@ -13,7 +13,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["bbox_iou", "crop", "flip", "resize", "translate", "random_crop_with_constraints"]
+from ...ops.boxes import bbox_iou
+
+__all__ = ["crop", "flip", "resize", "translate", "random_crop_with_constraints"]
 
 # SSD's sampling constraints as GluonCV uses them: (min IoU, max IoU), None = unbounded.
 DEFAULT_CROP_CONSTRAINTS = ((0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9, None),
@@ -44,19 +46,6 @@ def _check_size(size: Sequence[float], name: str, fn: str) -> tuple[float, float
         raise ValueError(f"gluon_bof/data/transforms/bbox.py:{fn}: {name} must be (width, height), "
                          f"got {size!r}")
     return size[0], size[1]
-
-
-def bbox_iou(bbox_a: np.ndarray, bbox_b: np.ndarray, offset: float = 0) -> np.ndarray:
-    """IoU of every pair of boxes: ``[N, 4+]`` x ``[M, 4+]`` -> ``[N, M]`` (XYXY).
-
-    ``offset`` adds to widths/heights (1 for the legacy "+1" pixel convention).
-    """
-    tl = np.maximum(bbox_a[:, None, :2], bbox_b[None, :, :2])
-    br = np.minimum(bbox_a[:, None, 2:4], bbox_b[None, :, 2:4])
-    inter = np.prod(br - tl + offset, axis=2) * (tl < br).all(axis=2)
-    area_a = np.prod(bbox_a[:, 2:4] - bbox_a[:, :2] + offset, axis=1)
-    area_b = np.prod(bbox_b[:, 2:4] - bbox_b[:, :2] + offset, axis=1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def flip(bbox: np.ndarray, size: Sequence[float], flip_x: bool = False,

@@ -1,7 +1,6 @@
 """Faster R-CNN (GluonCV layout): anchors, box coder, samplers, RPN, C4 and FPN detectors and
 builders."""
 from .anchors import RPNAnchorGenerator, generate_base_anchors, grid_anchors  # noqa: F401
-from .coder import RCNN_STDS, RPN_STDS, clip_boxes, decode_boxes, encode_boxes  # noqa: F401
 from .faster_rcnn import FasterRCNN  # noqa: F401
 from .rpn import RPN, RPNHead, generate_proposals  # noqa: F401
 from .sampler import SampleDraws, rcnn_sample, rcnn_targets, rpn_targets  # noqa: F401

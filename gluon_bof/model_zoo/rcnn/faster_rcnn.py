@@ -18,12 +18,12 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import batched_nms, roi_align, roi_pool
 
-from ...nn.nms import non_degenerate
+from ...ops.coder import RCNN_STDS, decode_boxes
+from ...ops.nms import non_degenerate
 from ...nn.rcnn_loss import FasterRCNNLoss
 from ..class_map import reuse_index_map
 from ..resnetv1b import residual_stages
 from ..gluoncv import GluonCVMapping, register_gluoncv_mapping
-from .coder import RCNN_STDS, decode_boxes
 from .rpn import RPN
 from .sampler import SampleDraws, rcnn_sample, rcnn_targets, rpn_targets
 

@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.ops import nms
 
 from .anchors import RPNAnchorGenerator
-from .coder import RPN_STDS, clip_boxes, decode_boxes
+from ...ops.coder import RPN_STDS, clip_boxes, decode_boxes
 
 __all__ = ["RPN", "RPNHead", "generate_proposals"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from .coder import RCNN_STDS, RPN_STDS, encode_boxes
+from ...ops.coder import RCNN_STDS, RPN_STDS, encode_boxes
 
 __all__ = ["SampleDraws", "RPNTargets", "rpn_targets", "rcnn_sample", "rcnn_targets"]
 

@@ -5,6 +5,8 @@ from typing import Any
 
 import numpy as np
 
+from ...ops.boxes import paired_iou
+
 IGNORED, FP, TP = -1, 0, 1
 
 
@@ -44,22 +46,6 @@ def check_int_labels(labels: np.ndarray, name: str) -> None:
         bad = valid[valid != np.floor(valid)][0]
         raise ValueError(f"VOCMApMetric.update: {name} must hold integer class ids or negative "
                          f"padding, found {bad!r}")
-
-
-def iou_plus_one(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Element-wise IoU of paired [P, 4] xyxy boxes with widths ``x2 - x1 + 1`` -> [P]."""
-    a = a.copy()
-    b = b.copy()
-    a[:, 2:] += 1
-    b[:, 2:] += 1
-    tl = np.maximum(a[:, :2], b[:, :2])
-    br = np.minimum(a[:, 2:], b[:, 2:])
-    wh = br - tl
-    inter = wh[:, 0] * wh[:, 1] * (tl < br).all(axis=1)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / (area_a + area_b - inter)
 
 
 def stable_descending(scores: np.ndarray) -> np.ndarray:
@@ -104,7 +90,7 @@ def match_detections(det_box: np.ndarray, det_key: np.ndarray, det_score: np.nda
     offset = np.cumsum(count) - count                          # segment starts
     local = np.arange(int(count.sum())) - np.repeat(offset, count)
     pair_gt = g_order[np.repeat(start[has], count) + local]
-    iou = iou_plus_one(det_box[np.repeat(has, count)], gt_box[pair_gt])
+    iou = paired_iou(det_box[np.repeat(has, count)], gt_box[pair_gt], plus_one=True)
 
     # per detection: best IoU and the first gt reaching it (NaN wins, like np.argmax)
     best = np.maximum.reduceat(iou, offset)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from gluon_bof.nn.nms import box_nms
+from gluon_bof.ops.nms import box_nms
 
 
 def _one_head(rows, num_class=2):
@@ -52,7 +52,7 @@ def test_degenerate_boxes_are_not_candidates():
     undefined, so NMS kept every copy. They are dropped before NMS; proper boxes are untouched."""
     import torch
 
-    from gluon_bof.nn.nms import box_nms, non_degenerate
+    from gluon_bof.ops.nms import box_nms, non_degenerate
 
     boxes = torch.tensor([[[230.0, 0, 230, 365], [230.0, 0, 230, 365], [230.0, 0, 230.005, 365],
                            [10.0, 10, 50, 60], [100.0, 100, 140, 100]]])
