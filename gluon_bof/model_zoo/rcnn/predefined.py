@@ -18,7 +18,8 @@ from ...data.coco import COCO_CLASSES
 from ...data.voc import VOC_CLASSES
 from ...nn.norm import FrozenBatchNorm2d, fixed_gamma_batchnorm
 from ..model_store import load_weights
-from ..registry import register_model
+from .. import resnetv1b  # noqa: F401  (registers the backbones the builders get by name)
+from ..registry import get_model, register_model
 from .faster_rcnn import FasterRCNN
 from .fpn import FasterRCNNFPN, FPNFeatureExpander, ResNetBody, fpn_box_head
 
@@ -43,8 +44,6 @@ def faster_rcnn_c4(base: str, classes: Sequence[str], settings: Optional[dict] =
     = conv1, bn1, relu, maxpool, layer1..3; ``top_features`` = layer4; ``settings`` then
     ``kwargs`` go to :class:`FasterRCNN`. ``freeze_layers`` n >= 1 freezes the stem and layers
     1..n (GluonCV: 1). ``zoo_name``: GluonCV's name of these weights, for ``pretrained=True``."""
-    from .. import resnetv1b  # noqa: F401  (registers the backbones)
-    from ..registry import get_model
     if not classes:
         raise ValueError("faster_rcnn: a custom Faster R-CNN needs classes=[names...]")
     backbone = get_model(base, norm_layer=norm_layer, pretrained=pretrained_base)
@@ -130,8 +129,6 @@ def faster_rcnn_fpn(base: str, classes: Sequence[str], settings: Optional[dict] 
     ``settings`` then ``kwargs`` go to :class:`FasterRCNNFPN`. ``zoo_name``: GluonCV's name of
     the weights ``pretrained=True`` fetches.
     """
-    from .. import resnetv1b  # noqa: F401  (registers the backbones)
-    from ..registry import get_model
     if not classes:
         raise ValueError("faster_rcnn_fpn: a custom Faster R-CNN needs classes=[names...]")
     resnet = get_model(base, norm_layer=norm_layer, pretrained=pretrained_base)
