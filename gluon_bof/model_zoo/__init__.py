@@ -1,7 +1,7 @@
 """Model zoo: registered builders with GluonCV's names (``get_model``, ``list_models``), and
 GluonCV weight interop (``load_gluoncv_params``, ``export_gluoncv_params``, MXNet ``.params`` I/O)."""
 from .registry import get_model, list_models, register_model  # noqa: F401
-from . import darknet, inception, mobilenet, rcnn, resnetv1, resnetv1b, yolo3  # noqa: F401,E402  (registers the builders)
+from . import darknet, fcn, inception, mobilenet, rcnn, resnetv1, resnetv1b, yolo3  # noqa: F401,E402  (registers the builders)
 from .gluoncv import (GluonCVLoadResult, GluonCVMapping, export_gluoncv_params, gluoncv_state,  # noqa: F401,E402
                       load_gluoncv_params, register_gluoncv_mapping)
 from .mxnet_params import (MXNetParams, MXNetParamsError, load_params, read_ndarray_list,  # noqa: F401,E402
