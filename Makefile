@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= data/synthetic
 DEMO   ?= runs/demo
 
-.PHONY: venv test test-slow demo data clean
+.PHONY: venv test test-slow test-docs demo data clean
 
 venv: $(VENV)/.installed
 
@@ -19,6 +19,10 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow
+
+# every command shown in README.md, docs/*.md and model_zoo/README.md: parsed (fast) and run small (slow)
+test-docs: venv
+	$(PY) -m pytest -q tests/test_docs_commands.py tests/test_docs_commands_slow.py
 
 data: venv
 	@[ -f $(DATA)/classes.txt ] || $(PY) -m gluon_bof.data.synthetic --out $(DATA)
@@ -38,6 +42,29 @@ demo: venv data
 	    --save-dir $(DEMO)
 	$(PY) scripts/demo.py --checkpoint $(DEMO_CKPT) --data-root $(DATA) --data-shape 224 --thresh 0.3 \
 	    --out $(DEMO)/detections.png
+
+# Speed: training and inference images/s per precision / channels_last / torch.compile, FLOPs and the
+# fraction of the measured matmul peak, host syncs; JSON + Markdown under runs/bench (docs/benchmarks.md).
+# BENCH_ARGS adds flags, e.g. make bench BENCH_ARGS="--models yolo3_darknet53@416 --gluoncv-python PY".
+BENCH_ARGS ?=
+bench: venv
+	$(PY) scripts/benchmark_speed.py --out runs/bench $(BENCH_ARGS)
+
+# The GPU check (docs/benchmarks.md, "GPU check"): on a fresh CUDA machine with torch (no venv, no
+# network: it runs with the machine's python3 and the wheels in .whl/), or DEVICE=cpu, the rehearsal
+# with tiny sizes. Writes summary.json, summary.md and logs.txt to $OUT, else runs/gpu_check.
+DEVICE ?= cuda
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PY) scripts/gpu_check.py --device $(DEVICE)
+
+# Wheels the GPU machine lacks (Python 3.12, manylinux x86_64; their one dependency, numpy, is there).
+GPU_WHEELS = pycocotools==2.0.11 faster-coco-eval==1.8.0
+gpu-wheels: venv
+	rm -rf .whl && mkdir -p .whl
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+	    --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

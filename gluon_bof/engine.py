@@ -13,15 +13,17 @@ from contextlib import nullcontext
 from typing import Callable, Optional
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from .data.loader import EvalBatch, TrainBatch
 from .errors import ConfigError
-from .utils.distributed import all_gather_object, any_process, is_main_process
+from .utils.distributed import all_gather_object, is_main_process
 from .utils.logger import EpochMeter
 
 __all__ = ["train_one_epoch", "evaluate", "detection_evaluator", "metric_values", "StopRequest", "amp_settings",
-           "cpu_bf16_supported"]
+           "cpu_bf16_supported", "eval_autocast_dtype", "to_device", "convert_channels_last", "compile_model",
+           "COMPILE_MODES"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +82,18 @@ def amp_settings(enabled: bool, dtype: str, device: torch.device, flag: str = "-
     saying what to use instead, never a silent fall-back to float32."""
     if not enabled:
         return None, None
+    amp_dtype = _autocast_dtype(dtype, device, flag)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and amp_dtype == torch.float16 else None
+    return amp_dtype, scaler
+
+
+def _autocast_dtype(dtype: str, device: torch.device, flag: str) -> torch.dtype:
+    """``dtype`` ('bfloat16' or 'float16') as a torch dtype if ``device`` runs it, else a ConfigError."""
     if dtype not in ("bfloat16", "float16"):
         raise ConfigError(f"{flag}: mixed precision is bfloat16 or float16, not {dtype}")
     amp_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16
     if device.type == "cuda":
-        scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-        return amp_dtype, scaler
+        return amp_dtype
     if device.type != "cpu":
         raise ConfigError(f"{flag}: mixed precision on {device.type} is not supported; use CUDA or the CPU")
     if amp_dtype == torch.float16:
@@ -94,7 +102,92 @@ def amp_settings(enabled: bool, dtype: str, device: torch.device, flag: str = "-
     if not cpu_bf16_supported():
         raise ConfigError(f"{flag} bfloat16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); train in "
                           f"float32")
-    return amp_dtype, None
+    return amp_dtype
+
+
+def eval_autocast_dtype(dtype: str, device: torch.device, flag: str = "--dtype") -> Optional[torch.dtype]:
+    """The autocast dtype of an evaluation in ``dtype`` ('float32': None, no autocast;
+    'bfloat16' or 'float16': where :func:`amp_settings` allows them, errors naming ``flag``).
+    Evaluation needs no loss scaler."""
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"{flag}: float32, bfloat16 or float16, not {dtype}")
+    return None if dtype == "float32" else _autocast_dtype(dtype, device, flag)
+
+
+def to_device(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """A batch of images ``[B, 3, H, W]`` on ``device`` (a non-blocking copy: overlaps the
+    device's work when the loader pins its memory), in ``torch.channels_last`` memory format
+    when ``channels_last`` (same values and shape; NHWC strides, which cuDNN's and oneDNN's
+    fastest convolutions take without a transpose)."""
+    if channels_last:
+        return images.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return images.to(device, non_blocking=True)
+
+
+def convert_channels_last(model: torch.nn.Module, enable: bool = True) -> torch.nn.Module:
+    """``model`` with every 4-D parameter and buffer (and gradient) in ``torch.channels_last``
+    memory format, in place (``--channels-last``); ``enable=False`` makes them contiguous again.
+    Values, shapes and ``state_dict`` keys are unchanged; tensors of other ranks (Faster R-CNN's
+    5-D anchor map) are left alone, which ``model.to(memory_format=...)`` would refuse. Convert
+    before wrapping in DistributedDataParallel."""
+    layout = torch.channels_last if enable else torch.contiguous_format
+    return model._apply(lambda t: t.contiguous(memory_format=layout) if t.dim() == 4 else t)
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_model(model: torch.nn.Module, mode: str = "default") -> torch.nn.Module:
+    """``torch.compile(model, mode=mode)`` (``--compile``): a wrapper whose ``_orig_mod`` is
+    ``model``; :func:`gluon_bof.training.unwrap_model` finds the plain network again, so
+    checkpoints keep plain keys, and ``train()``/``eval()`` reach the network. Compilation
+    happens at the first call of each input shape (random shapes: a few recompilations, then one
+    graph with dynamic sizes); data-dependent steps (target assignment, NMS) run eagerly between
+    compiled graphs. Wrap after DistributedDataParallel (``torch.compile(DDP(model))``)."""
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"--compile-mode {mode}: one of {', '.join(COMPILE_MODES)}")
+    return torch.compile(model, mode=mode)
+
+
+class _StopPoll:
+    """Whether any process asked to stop, the same answer on every process after every update.
+
+    Without a process group: the flag itself. With one, the processes' flags are all-reduced after
+    every update. On the CPU (gloo, synchronous anyway) the answer is read at once: every process
+    stops after the update during which the request came. On CUDA (NCCL) the result of update
+    ``n`` is read after update ``n + 1``, through a pinned copy and an event that waits for update
+    ``n``'s work only, so the host never waits for the work queued since (an ``.item()`` every
+    update would): every process stops after the same update, one update after the request."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.pipelined = dist.is_available() and dist.is_initialized()
+        self._pending = None
+
+    def __call__(self, requested: bool) -> bool:
+        if not self.pipelined:
+            return bool(requested)
+        if self.device.type != "cuda":
+            flag = torch.full((1,), 1.0 if requested else 0.0, device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            return bool(flag.item() > 0)
+        decided = False
+        if self._pending is not None:
+            host, done = self._pending
+            if done is not None:
+                done.synchronize()
+            decided = bool(host.item() > 0)  # a CPU tensor: no device sync
+        flag = torch.full((1,), 1.0 if requested else 0.0, device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if self.device.type == "cuda":
+            host = torch.empty(1, pin_memory=True)
+            host.copy_(flag, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        else:
+            host, done = flag, None
+        self._pending = (host, done)
+        return decided
 
 
 def _progress(iterable, total, desc):
@@ -122,7 +215,7 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
                     scaler=None, amp_dtype: Optional[torch.dtype] = None, log_interval: int = 100,
                     start_iter: int = 0, on_step: Optional[Callable[[int], bool]] = None,
                     stop: Optional[StopRequest] = None, accumulate: int = 1,
-                    meter: Optional[EpochMeter] = None) -> dict:
+                    meter: Optional[EpochMeter] = None, channels_last: bool = False) -> dict:
     """Trains for one epoch (from update ``start_iter`` when resuming mid-epoch).
 
     Batches are :class:`~gluon_bof.data.loader.TrainBatch` (labels whose column 5 is the mix
@@ -138,14 +231,17 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
     optimizer update. The detection losses are means over the batch's images, so the summed
     gradients equal the whole batch's (exactly for layers that do not mix images: BatchNorm in
     training mode sees the micro-batch). Under DDP the gradient all-reduce runs with the last
-    micro-batch only (``no_sync``). The batch must divide by N.
+    micro-batch only (``no_sync``). The batch must divide by N. ``channels_last``: images go to
+    the device in ``torch.channels_last`` memory format (:func:`to_device`; the model should be
+    converted too, :func:`convert_channels_last`).
 
     The optimizer updates with the learning rate the schedule has set for it, and
     ``lr_scheduler.step()`` after every update sets the next one's (the n-th update uses
     ``lr_at(n)``, as GluonCV's ``Trainer``; see :class:`~gluon_bof.utils.lr_scheduler.LRScheduler`).
     ``on_step(epoch_iter)`` runs after every update; the loop ends early when it returns True or
     when ``stop`` was requested (on any process: all stop after the same update, and
-    ``stop.requested`` is then set on every process). ``meter`` (an
+    ``stop.requested`` is then set on every process; under a process group on CUDA one update after
+    the request, so that the check never waits for the device). ``meter`` (an
     :class:`~gluon_bof.utils.logger.EpochMeter`) accumulates the epoch's losses, images and seconds
     and may hold those of the updates before a resume. Returns the epoch's mean losses plus ``lr``,
     ``images_per_sec`` (both over the whole epoch, resumed or not), ``epoch_iter`` (updates done)
@@ -158,6 +254,7 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
     window, window_start = [], time.time()  # the updates since the last log line
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
     no_sync = getattr(model, "no_sync", nullcontext)  # DDP: skip the all-reduce of early micro-batches
+    stop_poll = _StopPoll(device)
     it = start_iter
     stopped = False
     lr = optimizer.param_groups[0]["lr"]
@@ -176,7 +273,7 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
         values = {}
         parts = [t.chunk(accumulate) if t is not None else (None,) * accumulate for t in batch]
         for m, (images, labels, sizes) in enumerate(zip(*parts)):
-            images = images.to(device, non_blocking=True)
+            images = to_device(images, device, channels_last)
             labels = labels.to(device, non_blocking=True)
             extra = {"image_sizes": sizes.to(device, non_blocking=True)} if sizes is not None else {}
             with (no_sync() if m < accumulate - 1 else nullcontext()):
@@ -213,7 +310,7 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
         if on_step is not None and on_step(it):
             stopped = True
             break
-        if stop is not None and any_process(stop.requested, device):  # every process stops together
+        if stop is not None and stop_poll(stop.requested):  # every process stops together
             stop.requested = stopped = True
             break
     bar.close()
@@ -223,7 +320,8 @@ def train_one_epoch(model, loader, optimizer, lr_scheduler, *, epoch: int, devic
 
 
 @torch.no_grad()
-def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, desc: str = "eval"):
+def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, desc: str = "eval",
+             amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False):
     """Runs detection over ``loader`` and returns ``metric_values(metric)``: ``(names, floats)``.
 
     Batches are :class:`~gluon_bof.data.loader.EvalBatch` (labels ``[B, M, 6]``: xyxy, class,
@@ -234,9 +332,12 @@ def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, 
     ``image_sizes=`` and boxes are clipped to each image's own size. ``scales`` (``(sy, sx)`` from
     a validation transform's ``original_coords``) map the clipped boxes back to the original
     image, where the labels already are (GluonCV's ``im_scale``): the metric then scores in
-    original-image pixels.
+    original-image pixels. ``amp_dtype``: the network runs under autocast in that dtype
+    (``--dtype bfloat16``/``float16``; boxes and scores reach the metric as float32);
+    ``channels_last``: images in that memory format (:func:`to_device`).
     """
     model.eval()
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext())
     records = []
     for batch in _progress(loader, total=len(loader), desc=desc):
         if not isinstance(batch, EvalBatch):
@@ -244,7 +345,9 @@ def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, 
                             f"{type(batch).__name__}")
         images, labels = batch.images, batch.labels
         extra = {"image_sizes": batch.image_sizes.to(device)} if batch.image_sizes is not None else {}
-        ids, scores, bboxes = model(images.to(device), **extra)
+        with autocast:
+            ids, scores, bboxes = model(to_device(images, device, channels_last), **extra)
+        ids, scores, bboxes = ids.float(), scores.float(), bboxes.float()
         if clip:  # to each image's real (h, w): its own size in a padded batch, else the input's
             hw = (batch.image_sizes if batch.image_sizes is not None
                   else torch.tensor(images.shape[-2:]).expand(len(images), 2))
@@ -263,12 +366,13 @@ def evaluate(model, loader, metric, *, device: torch.device, clip: bool = True, 
     return metric_values(metric)
 
 
-def detection_evaluator(loader, metric, device: torch.device):
+def detection_evaluator(loader, metric, device: torch.device, *, channels_last: bool = False):
     """``evaluate_fn(net) -> (names, values)`` for :func:`gluon_bof.fit.fit`: :func:`evaluate` of
-    ``net`` over ``loader`` with ``metric`` (the detectors' validation)."""
+    ``net`` over ``loader`` with ``metric`` (the detectors' validation, in float32; images in
+    ``channels_last`` memory format when the model was converted)."""
 
     def evaluate_fn(net):
-        return evaluate(net, loader, metric, device=device, desc="val")
+        return evaluate(net, loader, metric, device=device, desc="val", channels_last=channels_last)
 
     return evaluate_fn
 

@@ -7,7 +7,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .engine import evaluate
+from .engine import evaluate, to_device
 from .errors import ConfigError
 from .model_zoo import get_model
 from .training import build_model_from_checkpoint
@@ -69,20 +69,26 @@ def add_eval_source_args(parser) -> None:
 
 @torch.no_grad()
 def detect_images(net, images: Sequence[np.ndarray], *, data_shape: int, batch_size: int = 16,
-                  device="cpu") -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                  device="cpu", amp_dtype: Optional[torch.dtype] = None,
+                  channels_last: bool = False) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Runs a YOLOv3-style ``net`` (eval mode, the ``ids, scores, bboxes = net(x)`` contract) on
     HxWx3 uint8 RGB images, each resized to ``data_shape`` square by ``YOLO3DefaultValTransform``,
     in batches. Returns per image ``(ids [K], scores [K], boxes [K, 4])``: the valid rows
-    (id >= 0), boxes scaled back to that image's pixels and clipped to it."""
+    (id >= 0), boxes scaled back to that image's pixels and clipped to it. ``amp_dtype``: the
+    network runs under autocast in it (``--dtype``); ``channels_last``: the batches' memory
+    format (``--channels-last``)."""
     from .data.transforms.presets.yolo import YOLO3DefaultValTransform
 
     transform = YOLO3DefaultValTransform(data_shape, data_shape)
+    device = torch.device(device)
     empty = np.zeros((0, 6), np.float32)
     out = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        x = torch.stack([transform(img, empty)[0] for img in chunk]).to(device)
-        ids, scores, bboxes = (t.float().cpu().numpy() for t in net(x))
+        x = to_device(torch.stack([transform(img, empty)[0] for img in chunk]), device, channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            outputs = net(x)
+        ids, scores, bboxes = (t.float().cpu().numpy() for t in outputs)
         for i, img in enumerate(chunk):
             h, w = img.shape[:2]
             keep = ids[i, :, 0] >= 0
@@ -179,7 +185,8 @@ def image_set(dataset) -> dict:
 
 def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, device: torch.device, name: str,
                       num_images: int, metric_name: str = "voc07", save_dir: str = "",
-                      size_header: str = "data shape", images: Optional[dict] = None) -> dict:
+                      size_header: str = "data shape", images: Optional[dict] = None,
+                      amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False) -> dict:
     """Evaluates ``net`` once per ``(key, label, loader)`` of ``runs`` (e.g. one per input size).
 
     ``metric`` is a metric or a callable ``metric(key)`` returning a fresh one per run (COCO:
@@ -188,7 +195,9 @@ def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, devi
     COCO: AP, AP50, AP75, APs, APm, APl) per ``key``. With ``save_dir``: a per-class AP PNG per
     run (``per_class_ap_{key}.png``), ``eval.json`` (``{'model', 'metric', 'size_header',
     'images', 'results'}``; ``images`` from :func:`image_set`) and ``eval.md`` (the table in
-    Markdown). Returns ``{key: {class name, summary name: value}}``.
+    Markdown). ``amp_dtype`` and ``channels_last`` go to :func:`~gluon_bof.engine.evaluate` (the
+    precision is recorded in ``eval.json`` as ``dtype``). Returns ``{key: {class name, summary
+    name: value}}``.
     """
     from .utils.viz import plot_ap
 
@@ -196,7 +205,8 @@ def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, devi
     results = {}
     for key, label, loader in runs:
         run_metric = metric(key) if callable(metric) and not hasattr(metric, "update") else metric
-        names, values = evaluate(net, loader, run_metric, device=device, desc=f"eval {key}")
+        names, values = evaluate(net, loader, run_metric, device=device, desc=f"eval {key}", amp_dtype=amp_dtype,
+                                 channels_last=channels_last)
         results[key] = dict(zip(names, values))
         what = "AP@[.5:.95] per class" if metric_name == "coco" else "AP@0.5"
         print(f"\n{name} at {label} ({metric_name} {what}, {num_images} images)")
@@ -212,7 +222,9 @@ def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, devi
         os.makedirs(save_dir, exist_ok=True)
         with open(os.path.join(save_dir, "eval.json"), "w") as f:
             json.dump({"model": name, "metric": metric_name, "size_header": size_header,
-                       "images": images or {"num_images": num_images}, "results": results}, f, indent=1)
+                       "images": images or {"num_images": num_images},
+                       "dtype": str(amp_dtype or torch.float32).replace("torch.", ""), "results": results}, f,
+                      indent=1)
         with open(os.path.join(save_dir, "eval.md"), "w") as f:
             f.write(f"{name}, {metric_name}, {num_images} images\n\n")
             f.write(format_table(results, columns, size_header, markdown=True))

@@ -29,7 +29,7 @@ from .utils.logger import EpochMeter
 from .utils.optim import MXNetSGD
 
 __all__ = ["RunConfig", "TrainingState", "training_semantics", "save_model_checkpoint",
-           "build_model_from_checkpoint", "CHECKPOINT_FORMAT"]
+           "build_model_from_checkpoint", "unwrap_model", "CHECKPOINT_FORMAT"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ class RunConfig:
         checkpoint_iters: refresh ``_last.pth`` every N updates (0: at epoch ends only).
         max_epoch_iters: cap the updates of every epoch (0: none).
         accumulate: micro-batches per update.
+        channels_last: batches go to the device in ``torch.channels_last`` memory format (the
+            model was converted by the script: ``--channels-last``).
     """
 
     epochs: int
@@ -76,6 +78,22 @@ class RunConfig:
     checkpoint_iters: int = 0
     max_epoch_iters: int = 0
     accumulate: int = 1
+    channels_last: bool = False
+    compile_mode: Optional[str] = None
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside its wrappers: ``DistributedDataParallel`` (``.module``) and
+    ``torch.compile`` (``._orig_mod``), in either order and nested. Its ``state_dict`` has the
+    plain keys a checkpoint stores (no ``module.`` or ``_orig_mod.`` prefix)."""
+    while True:
+        inner = model._modules
+        if "_orig_mod" in inner:  # torch.compile's OptimizedModule
+            model = inner["_orig_mod"]
+        elif "module" in inner:  # DistributedDataParallel, DataParallel
+            model = inner["module"]
+        else:
+            return model
 
 
 def training_semantics(model: torch.nn.Module, optimizer) -> dict:
@@ -95,8 +113,9 @@ def training_semantics(model: torch.nn.Module, optimizer) -> dict:
 class TrainingState:
     """Everything a training run saves and restores together.
 
-    ``model`` may be wrapped (DDP): ``net`` is the module itself. ``epoch`` counts finished
-    epochs, ``epoch_iter`` the updates of the current one, ``meter`` its running totals;
+    ``model`` may be wrapped (DDP, ``torch.compile``): ``net`` is the module itself
+    (:func:`unwrap_model`), whose plain ``state_dict`` keys the checkpoints hold. ``epoch`` counts
+    finished epochs, ``epoch_iter`` the updates of the current one, ``meter`` its running totals;
     ``best_score`` is None until a validation ran; ``history`` holds one dict per epoch.
     """
 
@@ -110,7 +129,7 @@ class TrainingState:
 
     @property
     def net(self) -> torch.nn.Module:
-        return self.model.module if hasattr(self.model, "module") else self.model
+        return unwrap_model(self.model)
 
     def semantics(self) -> dict:
         return training_semantics(self.net, self.optimizer)

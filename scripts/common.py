@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import logging  # noqa: E402
 
 from gluon_bof.data.build import mixup_epochs  # noqa: E402
+from gluon_bof.engine import COMPILE_MODES, compile_model, convert_channels_last, eval_autocast_dtype  # noqa: E402
 from gluon_bof.errors import ConfigError, GluonBofError  # noqa: E402
 from gluon_bof.fit import build_optimizer_and_schedule, check_batch_split, decay_epochs, fit, wrap_distributed  # noqa: E402,E501
 from gluon_bof.nn.grad_checkpoint import set_grad_checkpointing  # noqa: E402
@@ -25,8 +26,9 @@ from gluon_bof.utils.cli import parse_ints, parser_error  # noqa: E402
 
 logger = logging.getLogger("train")
 
-__all__ = ["add_common_train_args", "add_threads_arg", "add_semantics_args", "check_train_args", "device_for_gpus",
-           "run_config", "optimizer_and_schedule", "prepare_model", "train"]
+__all__ = ["add_common_train_args", "add_threads_arg", "add_semantics_args", "add_speed_args", "check_speed_args",
+           "check_train_args", "device_for_gpus", "run_config", "optimizer_and_schedule", "prepare_model",
+           "prepare_eval_model", "eval_dtype", "train"]
 
 def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epochs=200, lr=1e-3,
                           lr_decay_epoch="160,180", wd=5e-4, seed=233) -> argparse.ArgumentParser:
@@ -86,8 +88,36 @@ def add_common_train_args(parser: argparse.ArgumentParser, *, batch_size=64, epo
       help="mixed precision autocast in --amp-dtype: CUDA, or bfloat16 on CPUs with native bfloat16")
     a("--amp-dtype", default="bfloat16", choices=["bfloat16", "float16"],
       help="--amp precision: bfloat16, or float16 (CUDA, with a loss scaler)")
+    add_speed_args(parser)
     add_semantics_args(parser)
     return parser
+
+
+def add_speed_args(parser: argparse.ArgumentParser, *, dtype: bool = False) -> argparse.ArgumentParser:
+    """The fast paths that leave the arithmetic float32 (docs/benchmarks.md, "Fast paths"):
+    ``--channels-last`` and ``--compile`` [``--compile-mode``]; with ``dtype`` (evaluation and the
+    demo) also ``--dtype float32|bfloat16|float16``, the autocast precision of the network."""
+    a = parser.add_argument
+    a("--channels-last", action="store_true",
+      help="weights and input batches in torch.channels_last (NHWC) memory format: same values, faster "
+           "convolutions on GPUs with tensor cores and on CPUs through oneDNN")
+    a("--compile", action="store_true",
+      help="torch.compile the network (compiles at the first batch of each input shape; checkpoints keep "
+           "plain keys)")
+    a("--compile-mode", default=None, choices=COMPILE_MODES,
+      help="torch.compile mode with --compile (default: 'default')")
+    if dtype:
+        a("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+          help="precision the network runs in (autocast): bfloat16 on CUDA or CPUs with native bfloat16, "
+               "float16 on CUDA; float32 without")
+    return parser
+
+
+def check_speed_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """``--compile-mode`` without ``--compile`` would do nothing: refused (exit status 2)."""
+    if args.compile_mode is not None and not args.compile:
+        parser_error(parser, f"--compile-mode {args.compile_mode} needs --compile")
+    return args
 
 
 def add_semantics_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -118,6 +148,7 @@ def add_threads_arg(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """Resolves and checks the shared training flags after parsing; a combination that could not do
     what it says ends the script through ``parser.error`` (usage, one line, exit status 2)."""
+    check_speed_args(parser, args)
     try:
         args.no_mixup_epochs = mixup_epochs(args.mixup, args.epochs, args.no_mixup_epochs)
         if args.gpus is not None:
@@ -153,7 +184,8 @@ def run_config(args: argparse.Namespace, *, save_prefix: str, device, model_name
                      save_interval=args.save_interval if save_interval is None else save_interval,
                      val_interval=args.val_interval, log_interval=args.log_interval,
                      checkpoint_iters=args.checkpoint_iters, max_epoch_iters=args.max_epoch_iters,
-                     accumulate=args.accumulate)
+                     accumulate=args.accumulate, channels_last=args.channels_last,
+                     compile_mode=(args.compile_mode or "default") if args.compile else None)
 
 
 def optimizer_and_schedule(args: argparse.Namespace, model, *, iters_per_epoch: int, epochs: int = None,
@@ -178,22 +210,43 @@ def optimizer_and_schedule(args: argparse.Namespace, model, *, iters_per_epoch: 
 
 def prepare_model(args: argparse.Namespace, model, device):
     """The training flags' changes to a built network, on ``device``: BatchNorm's running-variance
-    rule (``--bn-running-var``), MegDet's cross-GPU BatchNorm (``--syncbn``, ``--bn-group-size``)
-    and ``--grad-checkpoint``."""
+    rule (``--bn-running-var``), MegDet's cross-GPU BatchNorm (``--syncbn``, ``--bn-group-size``),
+    ``--grad-checkpoint`` and ``--channels-last`` (before any DDP wrapping; ``--compile`` wraps
+    later, in :func:`train`)."""
     model = set_running_var_rule(model.to(device), args.bn_running_var)
     if getattr(args, "syncbn", False):
         model = convert_sync_batchnorm(model, group_size=args.bn_group_size,
                                             biased_running_var=args.bn_running_var == "biased")
     if args.grad_checkpoint:
         set_grad_checkpointing(model)
+    if args.channels_last:
+        convert_channels_last(model)
     return model
+
+
+def eval_dtype(args: argparse.Namespace, device):
+    """The autocast dtype of ``--dtype`` on ``device`` for the eval scripts and the demo (None
+    for float32); an unsupported combination is a ConfigError naming ``--dtype``."""
+    return eval_autocast_dtype(args.dtype, device)
+
+
+def prepare_eval_model(args: argparse.Namespace, net):
+    """The network the eval scripts run: ``--channels-last`` converts it, ``--compile`` wraps it
+    (``torch.compile``; the wrapper is what they call)."""
+    if args.channels_last:
+        convert_channels_last(net)
+    return compile_model(net, args.compile_mode or "default") if args.compile else net
 
 
 def train(ctx, config: RunConfig, *, model, optimizer, lr_scheduler, scaler, train_loader, sampler,
           evaluate_fn=None, on_epoch_start=None) -> dict:
-    """Wraps the model for the process group, gathers the :class:`~gluon_bof.training.TrainingState`
-    and runs :func:`gluon_bof.fit.fit`; logs the best score. Returns fit's result."""
-    state = TrainingState(wrap_distributed(model, ctx.device, ctx.distributed), optimizer, lr_scheduler, scaler)
+    """Wraps the model for the process group (and ``torch.compile`` with ``config.compile_mode``),
+    gathers the :class:`~gluon_bof.training.TrainingState` and runs :func:`gluon_bof.fit.fit`; logs
+    the best score. Returns fit's result."""
+    model = wrap_distributed(model, ctx.device, ctx.distributed)
+    if config.compile_mode is not None:  # torch.compile(DDP(model)): after the wrapping
+        model = compile_model(model, config.compile_mode)
+    state = TrainingState(model, optimizer, lr_scheduler, scaler)
     result = fit(state, config, train_loader=train_loader, train_sampler=sampler, evaluate_fn=evaluate_fn,
                  on_epoch_start=on_epoch_start)
     best = result["best_score"]

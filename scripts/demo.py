@@ -41,10 +41,11 @@ def parse_args(argv=None):
     p.add_argument("--data-shape", type=int, default=None, help="input size (default: the checkpoint's, else 416)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     common.add_threads_arg(p)
+    common.add_speed_args(p, dtype=True)
     p.add_argument("--thresh", type=float, default=0.5, help="score threshold for drawing")
     p.add_argument("--out", default="", help="one PNG grid of all images")
     p.add_argument("--out-dir", default="", help="one PNG per image")
-    return p.parse_args(argv)
+    return common.check_speed_args(p, p.parse_args(argv))
 
 
 def main(argv=None):
@@ -63,15 +64,18 @@ def main(argv=None):
         shape = shape or 416
         classes = val_set.classes if val_set is not None and args.model.lower().endswith("_custom") else None
     device = resolve_device(args.device)
+    amp_dtype = common.eval_dtype(args, device)
     net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, pretrained=args.pretrained,
                                 classes=classes, device=device)
+    net = common.prepare_eval_model(args, net)
     paths = args.images or [val_set.image_path(i) for i in range(min(args.num_images, len(val_set)))]
     cols = min(3, len(paths))
     rows = math.ceil(len(paths) / cols)
     grid = plt.figure(figsize=(5 * cols, 5 * rows)) if args.out else None
     for i, path in enumerate(paths):
         img = read_image(path)
-        ids, scores, bboxes = detect_images(net, [img], data_shape=shape, device=device)[0]
+        ids, scores, bboxes = detect_images(net, [img], data_shape=shape, device=device, amp_dtype=amp_dtype,
+                                            channels_last=args.channels_last)[0]
         shown = scores >= args.thresh
         top = f"highest score {scores.max():.3f}" if len(scores) else "no detection at all"
         print(f"{os.path.basename(path)}: {int(shown.sum())} detections with score >= {args.thresh} "

@@ -47,8 +47,9 @@ def parse_args(argv=None):
     p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2, help="data loader workers")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     common.add_threads_arg(p)
+    common.add_speed_args(p, dtype=True)
     p.add_argument("--save-dir", default="", help="write eval.json and per-class AP PNGs here")
-    args = p.parse_args(argv)
+    args = common.check_speed_args(p, p.parse_args(argv))
     if args.short and args.max_size and len(args.max_size) not in (1, len(args.short)):
         p.error(f"--max-size takes one value or one per --short ({len(args.short)}), got {len(args.max_size)}")
     return args
@@ -67,6 +68,7 @@ def main(argv=None):
     setup_logger()
     configure_threads(args.num_workers, args.threads)
     device = resolve_device(args.device)
+    amp_dtype = common.eval_dtype(args, device)
     _, val_set = build.build_datasets(args.dataset, args.data_root, train=False)
     net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, pretrained=args.pretrained,
                                 classes=val_set.classes, device=device)
@@ -76,9 +78,11 @@ def main(argv=None):
              build.faster_rcnn_val_loader(val_set, batch_size=args.batch_size, short=s, max_size=m,
                                           num_workers=args.num_workers))
             for s, m in eval_sizes(args.short, args.max_size, net)]
+    net = common.prepare_eval_model(args, net)
     return evaluate_at_sizes(net, runs, metric=metric, device=device, name=name, num_images=len(val_set),
                              images=image_set(val_set),
-                             metric_name=metric_name, save_dir=args.save_dir, size_header="short x max")
+                             metric_name=metric_name, save_dir=args.save_dir, size_header="short x max",
+                             amp_dtype=amp_dtype, channels_last=args.channels_last)
 
 
 if __name__ == "__main__":

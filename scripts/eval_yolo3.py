@@ -42,8 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=2, help="data loader workers")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     common.add_threads_arg(p)
+    common.add_speed_args(p, dtype=True)
     p.add_argument("--save-dir", default="", help="write eval.json and per-class AP PNGs here")
-    return p.parse_args(argv)
+    return common.check_speed_args(p, p.parse_args(argv))
 
 
 def main(argv=None):
@@ -51,9 +52,11 @@ def main(argv=None):
     setup_logger()
     configure_threads(args.num_workers, args.threads)
     device = resolve_device(args.device)
+    amp_dtype = common.eval_dtype(args, device)
     _, val_set = build.build_datasets(args.dataset, args.data_root, train=False)
     net, name = load_eval_model(checkpoint=args.checkpoint, model=args.model, pretrained=args.pretrained,
                                 classes=val_set.classes, device=device)
+    net = common.prepare_eval_model(args, net)
     metric_name, metric = eval_metric_factory(args.metric, args.dataset, val_set, save_dir=args.save_dir,
                                               legacy_plus_one=args.legacy_plus_one, coco_backend=args.coco_backend,
                                               data_shape=lambda key: (key, key))
@@ -62,7 +65,8 @@ def main(argv=None):
             for shape in args.data_shape]
     return evaluate_at_sizes(net, runs, metric=metric, device=device, name=name, num_images=len(val_set),
                              images=image_set(val_set),
-                             metric_name=metric_name, save_dir=args.save_dir, size_header="data shape")
+                             metric_name=metric_name, save_dir=args.save_dir, size_header="data shape",
+                             amp_dtype=amp_dtype, channels_last=args.channels_last)
 
 
 if __name__ == "__main__":

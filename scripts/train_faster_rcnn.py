@@ -31,6 +31,7 @@ from gluon_bof.errors import ConfigError  # noqa: E402
 from gluon_bof.evaluation import make_metric  # noqa: E402
 from gluon_bof.fit import start_run  # noqa: E402
 from gluon_bof.model_zoo.rcnn.anchors import anchors_inside, min_anchor_side  # noqa: E402
+from gluon_bof.model_zoo.rcnn.predefined import fpn_syncbn_options  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
 from gluon_bof.utils.cli import HelpFormatter, parse_ints, run_script  # noqa: E402
 
@@ -115,10 +116,13 @@ def run(args, ctx):
                   roi_size=args.roi_size and tuple(parse_ints(args.roi_size)),
                   rpn_test_post_nms=args.rpn_test_post_nms, num_sample=args.rcnn_num_samples)
     model_kwargs.update({k: v for k, v in custom.items() if v is not None})
-    if syncbn:  # trainable BatchNorm, SyncBatchNorm across --bn-group-size processes under torchrun
+    if syncbn and args.use_fpn:  # MegDet's detector, GluonCV's faster_rcnn_fpn_syncbn_* network
+        if model_name.endswith("_coco") and f"faster_rcnn_fpn_syncbn_{args.network}_coco" in model_zoo.list_models():
+            model_name = f"faster_rcnn_fpn_syncbn_{args.network}_coco"  # by its zoo name: its weights load
+        else:
+            model_kwargs.update(fpn_syncbn_options(args.network))
+    elif syncbn:  # trainable BatchNorm, cross-GPU across --bn-group-size processes under torchrun
         model_kwargs["norm_layer"] = nn.BatchNorm2d
-        if args.use_fpn:  # GluonCV's faster_rcnn_fpn_syncbn: BN in the FPN and box head, all layers train
-            model_kwargs.update(fpn_norm_layer=nn.BatchNorm2d, head_norm_layer=nn.BatchNorm2d, freeze_layers=0)
     model = model_zoo.get_model(model_name, pretrained_base=args.pretrained_base or False, **model_kwargs)
     args.syncbn = syncbn
     model = common.prepare_model(args, model.configure_loss(**loss), ctx.device)
@@ -151,7 +155,8 @@ def run(args, ctx):
                                score_name="AP@[.5:.95]" if args.dataset == "coco" else "mAP")
     return common.train(ctx, config, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
                         train_loader=train_loader, sampler=sampler,
-                        evaluate_fn=detection_evaluator(val_loader, metric, ctx.device),
+                        evaluate_fn=detection_evaluator(val_loader, metric, ctx.device,
+                                                                 channels_last=args.channels_last),
                         on_epoch_start=build.mixup_switch(mixup_set, mixup, epochs=args.epochs,
                                                           no_mixup_epochs=args.no_mixup_epochs))
 

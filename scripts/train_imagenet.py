@@ -110,8 +110,10 @@ def parse_args(argv=None):
     a("--logging-file", default=None, help="log file (default: <save prefix>_train.log)")
     a("--seed", type=int, default=233, help="random seed (data order, augmentation, mixup, initialisation)")
     a("--max-epoch-iters", type=int, default=0, help="cap batches per epoch (quick runs; 0: no cap)")
+    common.add_speed_args(p)
     common.add_semantics_args(p)
     args = p.parse_args(argv)
+    common.check_speed_args(p, args)
     if args.input_size is None:
         args.input_size = 299 if args.model.lower().startswith("inception") else 224
     if args.mixup and args.mixup_off_epoch >= args.num_epochs:
@@ -180,7 +182,8 @@ def run(args, ctx):
                 len(val_set), len(train_set.classes))
 
     net, model_name, model_kwargs = build_model(args, len(train_set.classes))
-    teacher = build_teacher(args.teacher, len(train_set.classes), ctx.device) if args.teacher else None
+    teacher = (build_teacher(args.teacher, len(train_set.classes), ctx.device, input_size=args.input_size)
+               if args.teacher else None)
     model = ClassifierWithLoss(net, teacher, temperature=args.temperature, hard_weight=args.hard_weight,
                                distill_mode=args.distill_mode).to(ctx.device)
 

@@ -24,7 +24,7 @@ from gluon_bof.evaluation import make_metric  # noqa: E402
 from gluon_bof.fit import start_run  # noqa: E402
 from gluon_bof.model_zoo import yolo3  # noqa: E402
 from gluon_bof.utils import distributed as dist  # noqa: E402
-from gluon_bof.utils.cli import HelpFormatter, parse_ints, run_script  # noqa: E402
+from gluon_bof.utils.cli import HelpFormatter, parse_ints, parser_error, run_script  # noqa: E402
 
 logger = logging.getLogger("train_yolo3")
 
@@ -47,10 +47,18 @@ def parse_args(argv=None):
                              "from scratch; default: PyTorch's init")
     parser.add_argument("--label-smooth-mode", default="paper", choices=["paper", "gluoncv"],
                         help="paper: 1-eps / eps/(K-1) (Eq. 3); gluoncv: GluonCV's min(1/C, 1/40)")
+    parser.add_argument("--gpu-augment", action="store_true",
+                        help="decode (nvjpeg on CUDA), mix, crop, resize and colour-jitter on the training device; "
+                             "workers only read files and draw the augmentation (for when CPU workers cannot feed "
+                             "a GPU; same batches as the CPU pipeline to float32 rounding)")
     parser.add_argument("--hue-mode", default="degrees", choices=["degrees", "gluoncv"],
                         help="hue jitter angle unit: degrees (correct) or GluonCV's radians behaviour")
     common.add_common_train_args(parser)
-    return common.check_train_args(parser, parser.parse_args(argv))
+    args = common.check_train_args(parser, parser.parse_args(argv))
+    if args.gpu_augment and args.no_data_aug:
+        parser_error(parser, "--gpu-augment renders the augmented pipeline on the device; --no-data-aug (a plain "
+                             "resize) runs on the CPU: drop one of them")
+    return args
 
 
 def main(argv=None):
@@ -84,7 +92,7 @@ def run(args, ctx):
     train_loader, sampler, mixup_set = build.yolo3_train_loader(
         train_set, batch_size=batch_size, sizes=sizes, num_workers=args.num_workers, seed=args.seed,
         rank=ctx.rank, world_size=ctx.world_size, mixup=mixup, data_aug=not args.no_data_aug,
-        hue_mode=args.hue_mode)
+        hue_mode=args.hue_mode, device_augment=args.gpu_augment, device=ctx.device)
     val_loader = build.yolo3_val_loader(val_set, batch_size=batch_size, data_shape=args.data_shape,
                                         num_workers=args.num_workers, rank=ctx.rank, world_size=ctx.world_size)
     metric = make_metric("coco" if args.dataset == "coco" else "voc07", val_set,
@@ -96,7 +104,8 @@ def run(args, ctx):
                                score_name="AP@[.5:.95]" if args.dataset == "coco" else "mAP")
     return common.train(ctx, config, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
                         train_loader=train_loader, sampler=sampler,
-                        evaluate_fn=detection_evaluator(val_loader, metric, ctx.device),
+                        evaluate_fn=detection_evaluator(val_loader, metric, ctx.device,
+                                                                 channels_last=args.channels_last),
                         on_epoch_start=build.mixup_switch(mixup_set, mixup, epochs=args.epochs,
                                                           no_mixup_epochs=args.no_mixup_epochs))
 

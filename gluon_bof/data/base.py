@@ -5,6 +5,7 @@ difficult``, boxes XYXY in absolute pixels of the image they belong to.
 """
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from typing import List, Tuple
@@ -14,7 +15,8 @@ import numpy as np
 
 from ..errors import GluonBofError
 
-__all__ = ["DatasetError", "LabelReport", "read_image", "sanitize_label", "empty_label"]
+__all__ = ["DatasetError", "LabelReport", "read_image", "decode_image", "EncodedImage", "read_encoded",
+           "sanitize_label", "empty_label"]
 
 LABEL_WIDTH = 6
 
@@ -51,6 +53,10 @@ def read_image(path: str) -> np.ndarray:
         DatasetError: naming ``path`` when the file is missing, unreadable, not a decodable
             image, or a truncated JPEG/PNG.
     """
+    return decode_image(_read_bytes(path), path)
+
+
+def _read_bytes(path: str) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
@@ -61,10 +67,61 @@ def read_image(path: str) -> np.ndarray:
         raise DatasetError(f"{path}: image file is empty")
     if _looks_truncated(data):
         raise DatasetError(f"{path}: image file is truncated (no end-of-image marker)")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return data
+
+
+# OpenCV >= 4.10 decodes straight to RGB (libjpeg-turbo writes RGB instead of BGR: the same pixels
+# without the extra BGR -> RGB pass); older builds decode to BGR and convert.
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
+def decode_image(data: np.ndarray, path: str = "<bytes>") -> np.ndarray:
+    """Decodes an encoded image (uint8 buffer) as an ``HxWx3`` uint8 RGB array, applying the EXIF
+    orientation as ``cv2.imread`` does. Raises DatasetError naming ``path`` when it is not an image."""
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR if _IMREAD_RGB is None else _IMREAD_RGB)
     if img is None:
         raise DatasetError(f"{path}: cannot decode image (corrupt or not an image file)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if _IMREAD_RGB is None else img
+
+
+class EncodedImage:
+    """An image file read but not decoded (the device pipeline decodes it, with nvjpeg on CUDA).
+
+    ``data``: the file's bytes, uint8 ``[n]``; ``shape``: ``(height, width, 3)`` of the decoded
+    image, from the file's header; ``path``: for messages. ``decode()`` gives what
+    :func:`read_image` gives."""
+
+    __slots__ = ("data", "shape", "path")
+
+    def __init__(self, data: np.ndarray, shape: Tuple[int, int, int], path: str = "<bytes>"):
+        self.data, self.shape, self.path = data, tuple(shape), path
+
+    def decode(self) -> np.ndarray:
+        return decode_image(self.data, self.path)
+
+    def __repr__(self) -> str:
+        return f"EncodedImage({self.path}, {self.shape[1]}x{self.shape[0]})"
+
+
+def read_encoded(path: str):
+    """Reads an image file for decoding on the device: an :class:`EncodedImage` for a JPEG with
+    one or three colour components and no EXIF rotation (what ``torchvision.io.decode_jpeg``
+    decodes on CUDA and CPU exactly as OpenCV orients it); any other file (PNG, CMYK JPEG, an
+    EXIF-rotated photo) is decoded here and comes back as an ``HxWx3`` uint8 RGB array, like
+    :func:`read_image`. Raises DatasetError as :func:`read_image`."""
+    from PIL import Image, UnidentifiedImageError
+
+    data = _read_bytes(path)
+    if data[:2].tobytes() == b"\xff\xd8":
+        try:
+            with Image.open(io.BytesIO(data.tobytes())) as im:  # parses the header only
+                plain = im.mode in ("RGB", "L") and im.getexif().get(0x0112, 1) == 1
+                width, height = im.size
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            plain = False
+        if plain:
+            return EncodedImage(data, (height, width, 3), path)
+    return decode_image(data, path)
 
 
 def sanitize_label(label: np.ndarray, width: float, height: float) -> Tuple[np.ndarray, int, int]:

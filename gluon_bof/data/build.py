@@ -23,7 +23,7 @@ from .loader import (DetectionBatchSampler, EvalBatchSampler, TransformDataset, 
 from .mixup import FixedRatio, MixupDetection
 from .sampler import AspectRatioBatchSampler, aspect_ratio_groups
 
-__all__ = ["build_datasets", "zoo_name", "MixupSettings", "yolo3_train_loader", "yolo3_val_loader", "set_mixup",
+__all__ = ["build_datasets", "zoo_name", "MixupSettings", "loader_options", "yolo3_train_loader", "yolo3_val_loader", "set_mixup",
            "mixup_switch", "mixup_epochs", "faster_rcnn_train_loader", "faster_rcnn_val_loader"]
 
 
@@ -133,15 +133,62 @@ def set_mixup(mixup_set, settings: MixupSettings, enabled: bool) -> None:
         mixup_set.set_mixup(None)
 
 
+def loader_options(num_workers: int, *, pin_memory: Optional[bool] = None,
+                   persistent_workers: Optional[bool] = None,
+                   prefetch_factor: Optional[int] = None) -> dict:
+    """DataLoader keyword arguments every gluon-bof loader shares.
+
+    ``pin_memory`` (default: when CUDA is available): batches in page-locked memory, so the
+    engine's non-blocking copy to the GPU overlaps compute. ``persistent_workers`` (default: when
+    ``num_workers > 0``): the workers live across epochs instead of being forked again at every
+    epoch (mixup switched on or off still reaches them: ``MixupDetection`` keeps the switch in
+    shared memory). ``prefetch_factor``: batches each worker prepares ahead (torch's default, 2,
+    when None); only with workers, refused without them."""
+    if num_workers < 0:
+        raise ConfigError(f"--num-workers must be >= 0, got {num_workers}")
+    if prefetch_factor is not None and (num_workers == 0 or prefetch_factor < 1):
+        raise ConfigError(f"--prefetch-factor {prefetch_factor} needs worker processes (--num-workers > 0) "
+                          "and a value >= 1")
+    options = {"num_workers": num_workers, "worker_init_fn": worker_init,
+               "pin_memory": torch.cuda.is_available() if pin_memory is None else bool(pin_memory),
+               "persistent_workers": num_workers > 0 if persistent_workers is None else bool(persistent_workers)}
+    if options["persistent_workers"] and num_workers == 0:
+        raise ConfigError("persistent workers need worker processes (--num-workers > 0)")
+    if prefetch_factor is not None:
+        options["prefetch_factor"] = int(prefetch_factor)
+    return options
+
+
 def yolo3_train_loader(dataset, *, batch_size: int, sizes, num_workers: int = 4, seed: int = 0,
                        rank: int = 0, world_size: int = 1, mixup: Optional[MixupSettings] = None,
-                       data_aug: bool = True, hue_mode: str = "degrees"):
+                       data_aug: bool = True, hue_mode: str = "degrees", device_augment: bool = False,
+                       device=None, pin_memory: Optional[bool] = None,
+                       persistent_workers: Optional[bool] = None, prefetch_factor: Optional[int] = None):
     """The YOLOv3 training loader: (mixup) + ``YOLO3DefaultTrainTransform`` at random shapes.
 
-    Returns ``(loader, batch_sampler, mixup_dataset_or_None)``; batches are ``([B,3,S,S], [B,M,6])``.
+    Returns ``(loader, batch_sampler, mixup_dataset_or_None)``; batches are
+    :class:`~gluon_bof.data.loader.TrainBatch` ``([B,3,S,S], [B,M,6])``.
+
+    ``device_augment`` (``--gpu-augment``): workers only read the image files and draw each
+    sample's augmentation; decoding (nvjpeg on CUDA), mixup blending, crop, resize, colour and
+    normalisation run on ``device`` (required then) as each batch is taken from the loader, which
+    yields batches already on ``device`` (:mod:`.transforms.device`; the same batches as the CPU
+    pipeline to float32 rounding, and nvjpeg's decoding differences on CUDA). For when CPU workers
+    cannot feed the GPU. ``pin_memory``, ``persistent_workers``, ``prefetch_factor``: see
+    :func:`loader_options`.
     """
     from .transforms.presets.yolo import YOLO3DefaultTrainTransform
 
+    if device_augment:
+        from .transforms.device import (DeviceAugmentLoader, EncodedDataset, YOLO3DeviceTrainTransform,
+                                        device_collate)
+
+        if device is None:
+            raise ConfigError("device augmentation needs the device to augment on (device=...)")
+        if not data_aug:
+            raise ConfigError("--gpu-augment renders the augmented pipeline; --no-data-aug (a plain resize) "
+                              "runs on the CPU: drop one of them")
+        dataset = EncodedDataset(dataset)
     mixup_set = None
     if mixup is not None:
         mixup_set = MixupDetection(dataset, *mixup.draw())
@@ -149,27 +196,35 @@ def yolo3_train_loader(dataset, *, batch_size: int, sizes, num_workers: int = 4,
     first = sizes if isinstance(sizes, int) else sizes[0]
     transform = YOLO3DefaultTrainTransform(first, first, mixup=mixup is not None, data_aug=data_aug,
                                            hue_mode=hue_mode)
+    collate = detection_collate
+    if device_augment:
+        transform, collate = YOLO3DeviceTrainTransform(transform), device_collate
     sampler = DetectionBatchSampler(len(dataset), batch_size, sizes=sizes, interval=10, shuffle=True,
                                     drop_last=True, seed=seed, rank=rank, world_size=world_size)
-    loader = DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
-                        num_workers=num_workers, worker_init_fn=worker_init, collate_fn=detection_collate,
-                        persistent_workers=False, pin_memory=False)
+    loader = DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler, collate_fn=collate,
+                        **loader_options(num_workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
+                                         prefetch_factor=prefetch_factor))
+    if device_augment:
+        loader = DeviceAugmentLoader(loader, device)
     return loader, sampler, mixup_set
 
 
 def yolo3_val_loader(dataset, *, batch_size: int, data_shape: int, num_workers: int = 4, rank: int = 0,
-                     world_size: int = 1):
+                     world_size: int = 1, pin_memory: Optional[bool] = None,
+                     persistent_workers: Optional[bool] = None, prefetch_factor: Optional[int] = None):
     """The YOLOv3 validation loader at ``data_shape``: batches ``([B,3,S,S], [B,M,6] with difficult)``.
 
     Under torchrun each process reads a contiguous, disjoint shard (:class:`.loader.EvalBatchSampler`):
-    every image is scored exactly once and the gathered predictions are in dataset order."""
+    every image is scored exactly once and the gathered predictions are in dataset order.
+    ``pin_memory``, ``persistent_workers``, ``prefetch_factor``: see :func:`loader_options`."""
     from .transforms.presets.yolo import YOLO3DefaultValTransform
 
     transform = YOLO3DefaultValTransform(data_shape, data_shape)
     sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size)
     return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
-                      num_workers=num_workers, worker_init_fn=worker_init,
-                      collate_fn=partial(detection_collate, train=False))
+                      collate_fn=partial(detection_collate, train=False),
+                      **loader_options(num_workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
+                                       prefetch_factor=prefetch_factor))
 
 
 def mixup_switch(mixup_set, settings: Optional[MixupSettings], *, epochs: int, no_mixup_epochs: Optional[int]):
@@ -199,7 +254,8 @@ def _loader_generator(seed: int) -> torch.Generator:
 def faster_rcnn_train_loader(dataset, *, batch_size: int, short=600, max_size: int = 1000,
                              num_workers: int = 4, seed: int = 0, rank: int = 0, world_size: int = 1,
                              mixup: Optional[MixupSettings] = None, data_aug: bool = True,
-                             size_divisibility: int = 0):
+                             size_divisibility: int = 0, pin_memory: Optional[bool] = None,
+                             persistent_workers: Optional[bool] = None, prefetch_factor: Optional[int] = None):
     """The Faster R-CNN training loader: (mixup) + ``FasterRCNNDefaultTrainTransform(short,
     max_size)`` (``short`` an int, or ``(lo, hi)`` for a random shorter side per image), batches of
     one aspect-ratio group (:class:`.sampler.AspectRatioBatchSampler`, per-sample seeds) zero-padded
@@ -207,6 +263,7 @@ def faster_rcnn_train_loader(dataset, *, batch_size: int, short=600, max_size: i
 
     Returns ``(loader, batch_sampler, mixup_dataset_or_None)``; batches are
     ``(images [B,3,H,W], labels [B,M,6] (xyxy, class, mix weight), image_sizes [B,2] (h, w))``.
+    ``pin_memory``, ``persistent_workers``, ``prefetch_factor``: see :func:`loader_options`.
     """
     from .transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
 
@@ -217,16 +274,19 @@ def faster_rcnn_train_loader(dataset, *, batch_size: int, short=600, max_size: i
     transform = FasterRCNNDefaultTrainTransform(short, max_size, mixup=mixup is not None, data_aug=data_aug)
     sampler = AspectRatioBatchSampler.from_dataset(dataset, batch_size, shuffle=True, drop_last=True,
                                                    seed=seed, rank=rank, world_size=world_size)
-    loader = DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler, num_workers=num_workers,
-                        worker_init_fn=worker_init,
+    loader = DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
                         collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility),
-                        persistent_workers=False, pin_memory=False, generator=_loader_generator(seed))
+                        generator=_loader_generator(seed),
+                        **loader_options(num_workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
+                                         prefetch_factor=prefetch_factor))
     return loader, sampler, mixup_set
 
 
 def faster_rcnn_val_loader(dataset, *, batch_size: int = 1, short: int = 600, max_size: int = 1000,
                            num_workers: int = 4, rank: int = 0, world_size: int = 1,
-                           size_divisibility: int = 0, original_coords: bool = True):
+                           size_divisibility: int = 0, original_coords: bool = True,
+                           pin_memory: Optional[bool] = None, persistent_workers: Optional[bool] = None,
+                           prefetch_factor: Optional[int] = None):
     """The Faster R-CNN validation loader (``FasterRCNNDefaultValTransform``, dataset order, batches
     of consecutive images of one aspect-ratio group, zero-padded; under torchrun a contiguous,
     disjoint shard per process, see :class:`.loader.EvalBatchSampler`). GluonCV evaluates one
@@ -234,13 +294,15 @@ def faster_rcnn_val_loader(dataset, *, batch_size: int = 1, short: int = 600, ma
     ``(images [B,3,H,W], labels [B,M,6] (xyxy, class, difficult), image_sizes [B,2] (h, w),
     scales [B,2])``: labels stay in original-image pixels and ``scales`` maps predictions back
     (``evaluate`` does), so metrics score in original pixels as GluonCV's eval does.
-    ``original_coords=False``: labels in resized pixels and no ``scales``."""
+    ``original_coords=False``: labels in resized pixels and no ``scales``. ``pin_memory``,
+    ``persistent_workers``, ``prefetch_factor``: see :func:`loader_options`."""
     from .transforms.presets.rcnn import FasterRCNNDefaultValTransform
 
     transform = FasterRCNNDefaultValTransform(short, max_size, original_coords=original_coords)
     sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size,
                                group_ids=aspect_ratio_groups(dataset) if batch_size > 1 else None)
-    return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler, num_workers=num_workers,
-                      worker_init_fn=worker_init,
+    return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
                       collate_fn=partial(detection_pad_collate, size_divisibility=size_divisibility, train=False),
-                      generator=_loader_generator(0))
+                      generator=_loader_generator(0),
+                      **loader_options(num_workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
+                                       prefetch_factor=prefetch_factor))

@@ -307,6 +307,8 @@ def load_weights_file(net, path, model_name=None):
     trained_as = obj.get("model_name") if isinstance(obj, dict) else None
     if model_name and trained_as and trained_as.lower() == model_name.lower():
         state = _without_other_head(net, state, path)
+    own = net.state_dict()  # BatchNorm's step counters mean nothing to a frozen BatchNorm: dropped
+    state = {k: v for k, v in state.items() if k in own or not k.endswith("num_batches_tracked")}
     problems = state_dict_problems(net, state)
     if problems:
         if model_name and trained_as and trained_as.lower() != model_name.lower():

@@ -4,8 +4,9 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
-from gluon_bof.data.mixup import MixupDetection
+from gluon_bof.data.mixup import FixedRatio, MixupDetection, PendingMix, blend
 
 FIX = np.load(os.path.join(os.path.dirname(__file__), "..", "fixtures", "transforms.npz"))
 
@@ -125,3 +126,71 @@ def test_length_one_dataset_and_passthrough():
     img, label = ds[0]
     np.testing.assert_array_equal(img, 100)  # mixed with itself
     assert len(ds) == 1 and ds.classes == ("a",) and label.shape == (2, 7)
+
+
+def _float_canvas(img1, img2, lam):
+    """GluonCV's order: a float32 zero canvas, img1 * lam, += img2 * (1 - lam), truncated."""
+    h1, w1 = img1.shape[:2]
+    h2, w2 = img2.shape[:2]
+    mix = np.zeros((max(h1, h2), max(w1, w2), 3), np.float32)
+    mix[:h1, :w1] = img1.astype(np.float32) * np.float32(lam)
+    mix[:h2, :w2] += img2.astype(np.float32) * (np.float32(1) - np.float32(lam))
+    return mix.astype(np.uint8)
+
+
+def test_blend_is_the_float_canvas_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for k in range(200):  # every arrangement: same size, one larger, taller vs wider
+        h1, w1, h2, w2 = (int(v) for v in rng.integers(1, 12, 4))
+        a = rng.integers(0, 256, (h1, w1, 3), dtype=np.uint8)
+        b = rng.integers(0, 256, (h2, w2, 3), dtype=np.uint8)
+        lam = np.float32([rng.random(), 0, 1, 0.5, 1e-7][k % 5])
+        np.testing.assert_array_equal(blend(a, b, lam), _float_canvas(a, b, lam))
+    a = np.repeat(np.arange(256, dtype=np.uint8), 256).reshape(256, 256, 1).repeat(3, 2)
+    for lam in np.float32([0.3, 0.123456, 0.999]):  # every pair of pixel values
+        np.testing.assert_array_equal(blend(a, a.transpose(1, 0, 2), lam),
+                                      _float_canvas(a, a.transpose(1, 0, 2), lam))
+
+
+def test_pending_mix_for_undecoded_images():
+    class Encoded:  # anything with .shape that is not an array is blended later, on the device
+        def __init__(self, img):
+            self.shape, self.img = img.shape, img
+
+        def decode(self):
+            return self.img
+
+    items = [(Encoded(_const(4, 6, 101)), LAB1), (Encoded(_const(6, 3, 201)), LAB2)]
+    img, label = MixupDetection.fixed(items, 0.3)[0]
+    assert isinstance(img, PendingMix) and img.shape == (6, 6, 3) and img.lam == np.float32(0.3)
+    want, want_label = MixupDetection.fixed(ITEMS, 0.3)[0]
+    np.testing.assert_array_equal(img.blend(), want)
+    np.testing.assert_array_equal(label, want_label)
+
+
+class _Flagged(torch.utils.data.Dataset):
+    """Items report whether the mixup dataset mixed them (a partner was drawn)."""
+
+    def __init__(self, mix):
+        self.mix = mix
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        _, label = self.mix[i]
+        return torch.tensor(len(label))
+
+
+def test_switch_reaches_persistent_workers():
+    """set_mixup(None) / set_mixup(...) between epochs takes effect in workers that live on."""
+    mix = MixupDetection.fixed(ITEMS * 2, 0.5)
+    loader = torch.utils.data.DataLoader(_Flagged(mix), batch_size=4, num_workers=1,
+                                         persistent_workers=True)
+    rows = []
+    for enabled in (True, False, True):
+        mix.set_mixup(FixedRatio(0.5) if enabled else None)
+        rows.append(next(iter(loader)).tolist())
+    single = [len(lab) for _, lab in ITEMS * 2]
+    assert rows[1] == single  # off: no partner
+    assert all(m > s for row in (rows[0], rows[2]) for m, s in zip(row, single))  # on: a partner's boxes

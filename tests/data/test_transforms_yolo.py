@@ -1,6 +1,7 @@
 """Tests for gluon_bof/data/transforms/presets/yolo.py."""
 import os
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -144,3 +145,67 @@ def test_bad_hue_mode_and_label():
         YOLO3DefaultTrainTransform(32, 32, hue_mode="rad")
     with pytest.raises(ValueError, match="yolo.py"):
         YOLO3DefaultTrainTransform(32, 32)(_img(), np.zeros((2, 3), np.float32))
+
+
+# ---- the drawn augmentation and the two resize routes ---------------------------------------
+def _canvas_render(img, aug):
+    """The pre-resample implementation: materialise the crop (fill 0), cv2.resize, flip."""
+    h, w = img.shape[:2]
+    (ox, oy), (cx, cy, cw, ch) = aug.offset, aug.crop
+    canvas = np.zeros((max(cy + ch, oy + h), max(cx + cw, ox + w), 3), np.float32)
+    canvas[oy:oy + h, ox:ox + w] = timage.apply_color_matrix(img, aug.color)
+    out = cv2.resize(canvas[cy:cy + ch, cx:cx + cw], aug.size, interpolation=aug.interp)
+    return (out[:, ::-1] if aug.flip else out).transpose(2, 0, 1)
+
+
+def test_call_is_draw_then_render():
+    label = np.array([[30, 40, 200, 150, 3, 0], [100, 20, 300, 290, 1, 0]], np.float32)
+    img = _img(300, 400, seed=4)
+    t = YOLO3DefaultTrainTransform(96, 64)
+    for seed in range(10):
+        np.random.seed(seed)
+        out, lab = t(img, label, size=(128, 96))
+        np.random.seed(seed)
+        aug, lab2 = t.draw(300, 400, label, size=(128, 96))
+        np.testing.assert_array_equal(lab, lab2)
+        torch.testing.assert_close(out, yolo.render(img, aug), rtol=0, atol=0)
+        assert aug.size == (128, 96) and isinstance(aug.flip, bool) and 0 <= aug.interp <= 4
+    with pytest.raises(ValueError, match="data_aug"):
+        YOLO3DefaultTrainTransform(32, 32, data_aug=False).draw(10, 10, label)
+
+
+@pytest.mark.parametrize("interp", range(5))
+def test_render_equals_the_materialised_canvas(interp):
+    """Crops holding expansion fill are resized from the image part alone (resample.py) when the
+    canvas is large: the same pixels as cv2.resize of the materialised canvas, to float32 rounding
+    (sparse route for nearest, area, Lanczos: OpenCV's generic code, which it mirrors)."""
+    rng = np.random.default_rng(interp)
+    img = _img(75, 100, seed=interp)
+    color = timage.compose_color(timage.sample_color_distort(), yolo._normalizer(MEAN, STD))
+    worst = 0.0
+    for _ in range(12):
+        scale = rng.uniform(1, 4)
+        ew, eh = int(100 * scale), int(75 * scale)
+        ox, oy = int(rng.integers(0, ew - 100 + 1)), int(rng.integers(0, eh - 75 + 1))
+        cw, ch = int(rng.integers(20, ew + 1)), int(rng.integers(20, eh + 1))
+        cx, cy = int(rng.integers(0, ew - cw + 1)), int(rng.integers(0, eh - ch + 1))
+        aug = yolo.YOLO3Augmentation(color, (ox, oy), (cx, cy, cw, ch), interp, bool(rng.integers(2)),
+                                     (32, 24))
+        got = yolo.render(img, aug).numpy()
+        want = _canvas_render(img, aug)
+        worst = max(worst, np.abs(got - want).max())
+    assert worst < 1e-5, worst
+
+
+def test_render_takes_the_sparse_route_for_large_fill(monkeypatch):
+    calls = []
+    real = yolo.resample.resize_embedded
+    monkeypatch.setattr(yolo.resample, "resize_embedded", lambda *a, **k: calls.append(a) or real(*a, **k))
+    img = _img(30, 40)
+    color = yolo._normalizer(MEAN, STD)
+    big = yolo.YOLO3Augmentation(color, (50, 50), (0, 0, 160, 120), 4, False, (32, 32))
+    inside = yolo.YOLO3Augmentation(color, (0, 0), (5, 5, 20, 20), 4, False, (32, 32))
+    bilinear = big._replace(interp=1)  # bilinear and bicubic stay with OpenCV (IPP) throughout
+    for aug in (big, inside, bilinear):
+        np.testing.assert_allclose(yolo.render(img, aug).numpy(), _canvas_render(img, aug), atol=1e-5)
+    assert len(calls) == 1

@@ -10,6 +10,7 @@ import torch
 
 import eval_faster_rcnn
 import train_faster_rcnn
+from gluon_bof.data.loader import EvalBatch
 from gluon_bof.engine import evaluate
 from gluon_bof.utils.checkpoint import load_checkpoint
 
@@ -87,7 +88,7 @@ def test_evaluate_clips_boxes_to_each_images_own_size():
 
     net, metric = Net(), Recorder()
     sizes = torch.tensor([[20, 30], [64, 16]])  # (h, w) inside a 64x32 padded batch
-    batch = (torch.zeros(2, 3, 64, 32), torch.zeros(2, 1, 6), sizes)
+    batch = EvalBatch(torch.zeros(2, 3, 64, 32), torch.zeros(2, 1, 6), sizes)
     evaluate(net, [batch], metric, device=torch.device("cpu"))
     assert torch.equal(net.sizes, sizes)
     boxes = metric.updates[0][0]

@@ -6,7 +6,7 @@ difficult, and the mix weight appended last by ``MixupDetection``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -14,9 +14,10 @@ import torch
 
 from .. import bbox as tbbox
 from .. import image as timage
+from .. import resample
 
 _HERE = __name__.replace(".", "/") + ".py"  # error messages name this file
-__all__ = ["YOLO3DefaultTrainTransform", "YOLO3DefaultValTransform"]
+__all__ = ["YOLO3DefaultTrainTransform", "YOLO3DefaultValTransform", "YOLO3Augmentation", "render"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,10 +33,17 @@ def _normalizer(mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
 
 
 def _to_tensor(img: np.ndarray, flip_x: bool = False) -> torch.Tensor:
-    """``HxWx3`` float32 -> contiguous ``[3, H, W]`` tensor (optionally mirrored) in one copy."""
+    """``HxWx3`` float32 -> contiguous ``[3, H, W]`` tensor (optionally mirrored): OpenCV splits
+    the channels straight into the tensor's planes (faster than a strided NumPy transpose)."""
+    out = torch.empty((3,) + img.shape[:2], dtype=torch.float32)
+    if img.size == 0:
+        return out
+    planes = list(out.numpy())
+    cv2.split(np.ascontiguousarray(img, dtype=np.float32), planes)
     if flip_x:
-        img = img[:, ::-1]
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        for p in planes:
+            cv2.flip(p, 1, p)
+    return out
 
 
 def _resize_normalize(img: np.ndarray, label: np.ndarray, size, norm: np.ndarray):
@@ -101,19 +109,29 @@ class YOLO3DefaultTrainTransform:
         weight = label[:, -1:] if self._mixup else np.ones((len(label), 1), np.float32)
         return np.concatenate([label[:, :5], weight], axis=1).astype(np.float32)
 
-    def __call__(self, img: np.ndarray, label: np.ndarray, size: Sequence[int] | None = None):
+    def _size(self, size) -> tuple[int, int]:
         if size is None:
-            width, height = self._width, self._height
-        else:
-            width, height = (size, size) if isinstance(size, int) else (int(v) for v in size)
-        label = self._with_weight(tbbox.check_label(label, f"{_HERE}:YOLO3DefaultTrainTransform"))
-        if not self._data_aug:
-            return _resize_normalize(img, label, (width, height), self._norm)
-        h, w = img.shape[:2]
+            return self._width, self._height
+        return (size, size) if isinstance(size, int) else tuple(int(v) for v in size)
 
-        # 1. colour distortion, composed with the final normalisation (applied in step 4)
-        color = timage.sample_color_distort(hue_mode=self._hue_mode)
-        color = timage.compose_color(color, self._norm)
+    def draw(self, height: int, width: int, label: np.ndarray, size: Sequence[int] | None = None):
+        """Draws one call's augmentation for an image of ``height x width`` from ``np.random``
+        (exactly the draws ``__call__`` makes) without touching pixels.
+
+        Returns ``(aug, label)``: a :class:`YOLO3Augmentation` and the label transformed as the
+        call returns it (float32 ``[N', 6]``: xyxy in output pixels, class id, mix weight).
+        Only with ``data_aug``; the device path (``gluon_bof.data.device_augment``) renders
+        ``aug`` from the encoded image, the CPU path (``__call__``) with :func:`render`.
+        """
+        if not self._data_aug:
+            raise ValueError(f"{_HERE}:YOLO3DefaultTrainTransform.draw: needs data_aug=True")
+        out_w, out_h = self._size(size)
+        label = self._with_weight(tbbox.check_label(label, f"{_HERE}:YOLO3DefaultTrainTransform"))
+        h, w = int(height), int(width)
+
+        # 1. colour distortion, composed with the final normalisation (applied by render)
+        color = timage.compose_color(timage.sample_color_distort(hue_mode=self._hue_mode),
+                                     self._norm)
 
         # 2. random expansion (geometry only; the canvas is never built)
         off_x, off_y, ew, eh = 0, 0, w, h
@@ -129,28 +147,78 @@ class YOLO3DefaultTrainTransform:
         if cw <= 0 or ch <= 0:  # degenerate crop of a tiny image: keep the canvas
             cx, cy, cw, ch = 0, 0, ew, eh
 
-        # 4. materialise the crop: the image part gets colour + normalisation, the fill is 0
-        x0, y0 = max(cx, off_x), max(cy, off_y)
-        x1, y1 = min(cx + cw, off_x + w), min(cy + ch, off_y + h)
-        if (x0, y0, x1, y1) == (cx, cy, cx + cw, cy + ch):
-            crop = timage.apply_color_matrix(img[y0 - off_y:y1 - off_y, x0 - off_x:x1 - off_x],
-                                             color)
-        else:
-            crop = np.zeros((ch, cw, 3), np.float32)
-            if x1 > x0 and y1 > y0:
-                crop[y0 - cy:y1 - cy, x0 - cx:x1 - cx] = timage.apply_color_matrix(
-                    img[y0 - off_y:y1 - off_y, x0 - off_x:x1 - off_x], color)
+        # 4. resize with a random interpolation
+        interp = int(np.random.randint(0, 5))
+        label = tbbox.resize(label, (cw, ch), (out_w, out_h))
 
-        # 5. resize with a random interpolation
-        interp = np.random.randint(0, 5)
-        out = cv2.resize(crop, (width, height), interpolation=interp)
-        label = tbbox.resize(label, (cw, ch), (width, height))
-
-        # 6. horizontal flip (folded into the HWC -> CHW copy)
-        flip_x = np.random.random_sample() >= 0.5
+        # 5. horizontal flip
+        flip_x = bool(np.random.random_sample() >= 0.5)
         if flip_x:
-            label = tbbox.flip(label, (width, height), flip_x=True)
-        return _to_tensor(out, flip_x), label.astype(np.float32)
+            label = tbbox.flip(label, (out_w, out_h), flip_x=True)
+        aug = YOLO3Augmentation(color, (int(off_x), int(off_y)), (int(cx), int(cy), int(cw), int(ch)),
+                                interp, flip_x, (out_w, out_h))
+        return aug, label.astype(np.float32)
+
+    def __call__(self, img: np.ndarray, label: np.ndarray, size: Sequence[int] | None = None):
+        if not self._data_aug:
+            label = self._with_weight(tbbox.check_label(label, f"{_HERE}:YOLO3DefaultTrainTransform"))
+            return _resize_normalize(img, label, self._size(size), self._norm)
+        aug, label = self.draw(img.shape[0], img.shape[1], label, size)
+        return render(img, aug), label
+
+
+class YOLO3Augmentation(NamedTuple):
+    """One :class:`YOLO3DefaultTrainTransform` call's random augmentation, in the order applied.
+
+    ``color``: 3x4 affine map from raw RGB in [0, 255] to the network's input (the colour
+    distortion followed by the normalisation). ``offset``: ``(x, y)`` of the image on the
+    expansion canvas (``(0, 0)`` without expansion; the canvas is filled with the mean, which
+    normalises to 0). ``crop``: ``(x, y, width, height)`` on that canvas. ``interp``: OpenCV
+    interpolation code 0-4 of the resize to ``size = (width, height)``. ``flip``: mirror the
+    result horizontally."""
+    color: np.ndarray
+    offset: Tuple[int, int]
+    crop: Tuple[int, int, int, int]
+    interp: int
+    flip: bool
+    size: Tuple[int, int]
+
+
+# When the crop holds expansion fill, the resize reads a canvas that is mostly zeros. For
+# nearest, area and Lanczos, OpenCV's generic code (the one ``resample`` mirrors to float32
+# rounding; OpenCV's IPP path is only taken for bilinear and bicubic) then costs more than the
+# same weights applied to the image alone, once the canvas is this many times the output.
+_SPARSE_FROM = {0: 5.0, 3: 2.0, 4: 2.0}
+
+
+def render(img: np.ndarray, aug: YOLO3Augmentation) -> torch.Tensor:
+    """Applies a drawn augmentation to an ``HxWx3`` uint8 RGB image on the CPU: float32 ``[3, H,
+    W]`` tensor, ``(H, W) = aug.size`` reversed.
+
+    Colour and normalisation are one OpenCV pass over the part of the image that survives the
+    crop; the expansion fill, which normalises to 0, is zero around it. The resize runs on those
+    float32 pixels (GluonCV resizes the float colour-distorted image): ``cv2.resize`` on the
+    crop, or, when the crop is a large, mostly-fill canvas, OpenCV's own weight tables applied
+    to the image part alone (``resample.resize_embedded``: the same sums to float32 rounding).
+    The flip is folded into the HWC -> CHW split (or into the column weights)."""
+    h, w = img.shape[:2]
+    off_x, off_y = aug.offset
+    cx, cy, cw, ch = aug.crop
+    x0, y0 = max(cx, off_x), max(cy, off_y)
+    x1, y1 = min(cx + cw, off_x + w), min(cy + ch, off_y + h)
+    part = img[y0 - off_y:max(y1, y0) - off_y, x0 - off_x:max(x1, x0) - off_x]
+    if (x0, y0, x1, y1) == (cx, cy, cx + cw, cy + ch):
+        crop = timage.apply_color_matrix(part, aug.color)
+    elif cw * ch > _SPARSE_FROM.get(aug.interp, np.inf) * aug.size[0] * aug.size[1]:
+        out = resample.resize_embedded(timage.apply_color_matrix(part, aug.color),
+                                       (x0 - cx, y0 - cy), (ch, cw), aug.size[::-1], aug.interp,
+                                       flip=aug.flip)
+        return _to_tensor(out)
+    else:
+        crop = np.zeros((ch, cw, 3), np.float32)
+        if part.size:
+            crop[y0 - cy:y1 - cy, x0 - cx:x1 - cx] = timage.apply_color_matrix(part, aug.color)
+    return _to_tensor(cv2.resize(crop, aug.size, interpolation=aug.interp), aug.flip)
 
 
 class YOLO3DefaultValTransform:
