@@ -15,7 +15,7 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 test: venv
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -rs -m "not slow"
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow

@@ -7,11 +7,14 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .data.transforms.presets.yolo import YOLO3DefaultValTransform
 from .engine import evaluate, to_device
 from .errors import ConfigError
 from .model_zoo import get_model
 from .training import build_model_from_checkpoint
+from .utils.metrics import COCODetectionMetric, VOC07MApMetric, VOCMApMetric
 from .utils.metrics.coco_detection import SUMMARY_NAMES
+from .utils.viz import plot_ap
 
 __all__ = ["resolve_device", "load_eval_model", "add_eval_source_args", "image_set", "detect_images", "make_metric",
            "add_eval_metric_args", "eval_metric_factory", "table_columns", "format_table", "evaluate_at_sizes"]
@@ -77,8 +80,6 @@ def detect_images(net, images: Sequence[np.ndarray], *, data_shape: int, batch_s
     (id >= 0), boxes scaled back to that image's pixels and clipped to it. ``amp_dtype``: the
     network runs under autocast in it (``--dtype``); ``channels_last``: the batches' memory
     format (``--channels-last``)."""
-    from .data.transforms.presets.yolo import YOLO3DefaultValTransform
-
     transform = YOLO3DefaultValTransform(data_shape, data_shape)
     device = torch.device(device)
     empty = np.zeros((0, 6), np.float32)
@@ -107,8 +108,6 @@ def make_metric(name: str, dataset, *, data_shape: Optional[Sequence[int]] = Non
     each image (YOLOv3; Faster R-CNN's loader already does), ``legacy_plus_one`` is GluonCV's box
     conversion, ``save_prefix`` keeps the results JSON at ``save_prefix + '_results.json'`` and
     ``coco_backend`` picks pycocotools or faster_coco_eval."""
-    from .utils.metrics import COCODetectionMetric, VOC07MApMetric, VOCMApMetric
-
     if name == "coco":
         if not hasattr(dataset, "coco"):
             raise ConfigError(f"--metric coco needs a COCO-format dataset (--dataset coco), not {dataset}; "
@@ -199,8 +198,6 @@ def evaluate_at_sizes(net, runs: Sequence[Tuple[Any, str, Any]], *, metric, devi
     precision is recorded in ``eval.json`` as ``dtype``). Returns ``{key: {class name, summary
     name: value}}``.
     """
-    from .utils.viz import plot_ap
-
     columns = table_columns(metric_name)
     results = {}
     for key, label, loader in runs:

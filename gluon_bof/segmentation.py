@@ -22,13 +22,16 @@ from torch.utils.data import DataLoader, default_collate
 
 from .data.loader import DetectionBatchSampler, EvalBatchSampler, TrainBatch, TransformDataset
 from .data.segmentation import ADE20KSegmentation
+from .data.synthetic_segmentation import default_root, ensure_generated
 from .data.transforms.presets.segmentation import (IMAGENET_MEAN, IMAGENET_STD, SegmentationTrainTransform,
                                                    SegmentationValTransform)
 from .errors import ConfigError
 from .model_zoo.fcn import head_parameters
 from .utils.distributed import all_gather_object, is_main_process
+from .utils.lr_scheduler import LRScheduler
 from .utils.metrics.segmentation import SegmentationMetric
 from .utils.optim import NORM_TYPES, build_sgd
+from .utils.segmentation_viz import plot_segmentation
 from .utils.threads import worker_init
 
 __all__ = ["DATASETS", "segmentation_datasets", "segmentation_loaders", "evaluate_segmentation",
@@ -50,7 +53,6 @@ def segmentation_datasets(dataset: str, root: Optional[str], train_split: str = 
                           f"pascal_voc, pascal_aug, coco, citys); the built-in data is in the ADE20K layout")
     reader = DATASETS[dataset][0]
     if root is None:
-        from .data.synthetic_segmentation import default_root, ensure_generated
         root = ensure_generated(default_root())
     return reader(root, train_split), reader(root, "val")
 
@@ -133,7 +135,6 @@ def evaluate_segmentation(net, loader, nclass: int, device: torch.device, *, viz
             drawn += list(zip(denormalize(images[:k]), masks[:k].numpy(), preds[:k].numpy()))
     net.train(was_training)
     if drawn:
-        from .utils.segmentation_viz import plot_segmentation
         plot_segmentation(*(list(x) for x in zip(*drawn)), viz_path, classes=classes)
     merged = SegmentationMetric(nclass)
     merged.merge(all_gather_object(metric.state()))
@@ -179,8 +180,6 @@ def segmentation_optimizer(model: torch.nn.Module, *, lr: float, momentum: float
     ``LRSequential([linear warmup 0 -> lr over warmup_epochs, poly(power) over the rest])``
     stepped every update (the n-th update uses the schedule's value n, as MXNet's Trainer).
     ``iters_per_epoch`` is capped by ``max_epoch_iters`` when > 0."""
-    from .utils.lr_scheduler import LRScheduler
-
     optimizer = build_sgd(segmentation_param_groups(model, wd, no_wd, head_lr_mult), lr=lr, momentum=momentum,
                           rule=sgd_rule)
     if max_epoch_iters:

@@ -18,10 +18,16 @@ from torch.utils.data import DataLoader, Subset
 from ..errors import ConfigError
 from ..utils.home import default_data_root
 from ..utils.threads import worker_init
+from .coco import COCODetection
 from .loader import (DetectionBatchSampler, EvalBatchSampler, TransformDataset, detection_collate,
                      detection_pad_collate)
 from .mixup import FixedRatio, MixupDetection
 from .sampler import AspectRatioBatchSampler, aspect_ratio_groups
+from .synthetic import ensure_generated
+from .transforms.device import DeviceAugmentLoader, EncodedDataset, YOLO3DeviceTrainTransform, device_collate
+from .transforms.presets.rcnn import FasterRCNNDefaultTrainTransform, FasterRCNNDefaultValTransform
+from .transforms.presets.yolo import YOLO3DefaultTrainTransform, YOLO3DefaultValTransform
+from .voc import VOCDetection
 
 __all__ = ["build_datasets", "zoo_name", "MixupSettings", "loader_options", "yolo3_train_loader", "yolo3_val_loader", "set_mixup",
            "mixup_switch", "mixup_epochs", "faster_rcnn_train_loader", "faster_rcnn_val_loader"]
@@ -68,14 +74,9 @@ def build_datasets(dataset: str, root: Optional[str], num_samples: int = -1, tra
     ``root=None`` selects the built-in generated data (written in the VOC layout; generated on
     first use). ``num_samples > 0`` keeps only the first images of the training set.
     """
-    from .coco import COCODetection
-    from .voc import VOCDetection
-
     if root is None:
         if dataset != "voc":
             raise ValueError("the built-in data is in the VOC layout: use --dataset voc or give --data-root")
-        from .synthetic import ensure_generated
-
         root = ensure_generated(default_data_root())
     if dataset == "voc":
         train_set = VOCDetection(root, splits=_voc_splits(root, True)) if train else None
@@ -98,9 +99,6 @@ def zoo_name(family: str, network: str, dataset: str, classes: Sequence[str]) ->
 
     Returns ``(name, kwargs)`` for ``get_model``.
     """
-    from .coco import COCODetection
-    from .voc import VOCDetection
-
     standard = {"voc": tuple(VOCDetection.CLASSES), "coco": tuple(getattr(COCODetection, "CLASSES", ()))}
     if tuple(classes) == standard.get(dataset):
         return f"{family}_{network}_{dataset}", {}
@@ -177,12 +175,7 @@ def yolo3_train_loader(dataset, *, batch_size: int, sizes, num_workers: int = 4,
     cannot feed the GPU. ``pin_memory``, ``persistent_workers``, ``prefetch_factor``: see
     :func:`loader_options`.
     """
-    from .transforms.presets.yolo import YOLO3DefaultTrainTransform
-
     if device_augment:
-        from .transforms.device import (DeviceAugmentLoader, EncodedDataset, YOLO3DeviceTrainTransform,
-                                        device_collate)
-
         if device is None:
             raise ConfigError("device augmentation needs the device to augment on (device=...)")
         if not data_aug:
@@ -217,8 +210,6 @@ def yolo3_val_loader(dataset, *, batch_size: int, data_shape: int, num_workers: 
     Under torchrun each process reads a contiguous, disjoint shard (:class:`.loader.EvalBatchSampler`):
     every image is scored exactly once and the gathered predictions are in dataset order.
     ``pin_memory``, ``persistent_workers``, ``prefetch_factor``: see :func:`loader_options`."""
-    from .transforms.presets.yolo import YOLO3DefaultValTransform
-
     transform = YOLO3DefaultValTransform(data_shape, data_shape)
     sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size)
     return DataLoader(TransformDataset(dataset, transform), batch_sampler=sampler,
@@ -265,8 +256,6 @@ def faster_rcnn_train_loader(dataset, *, batch_size: int, short=600, max_size: i
     ``(images [B,3,H,W], labels [B,M,6] (xyxy, class, mix weight), image_sizes [B,2] (h, w))``.
     ``pin_memory``, ``persistent_workers``, ``prefetch_factor``: see :func:`loader_options`.
     """
-    from .transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
-
     mixup_set = None
     if mixup is not None:
         mixup_set = MixupDetection(dataset, *mixup.draw())
@@ -296,8 +285,6 @@ def faster_rcnn_val_loader(dataset, *, batch_size: int = 1, short: int = 600, ma
     (``evaluate`` does), so metrics score in original pixels as GluonCV's eval does.
     ``original_coords=False``: labels in resized pixels and no ``scales``. ``pin_memory``,
     ``persistent_workers``, ``prefetch_factor``: see :func:`loader_options`."""
-    from .transforms.presets.rcnn import FasterRCNNDefaultValTransform
-
     transform = FasterRCNNDefaultValTransform(short, max_size, original_coords=original_coords)
     sampler = EvalBatchSampler(len(dataset), batch_size, rank=rank, world_size=world_size,
                                group_ids=aspect_ratio_groups(dataset) if batch_size > 1 else None)

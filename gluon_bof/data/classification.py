@@ -28,7 +28,7 @@ from ..nn.classification import mixup, smooth_targets
 from ..utils.cli import run_script
 from ..utils.home import default_data_root
 from .base import DatasetError, check_dir, read_image
-from .loader import DetectionBatchSampler, TrainBatch
+from .loader import DetectionBatchSampler, SampleKey, TrainBatch
 from .synthetic import ensure_generated
 from .voc import VOCDetection
 
@@ -184,10 +184,10 @@ def prepare_synthetic_classification(out: Optional[str] = None, detection_root: 
 
 
 class ClassificationBatchSampler(DetectionBatchSampler):
-    """:class:`~gluon_bof.data.loader.DetectionBatchSampler` at one size whose keys are
-    ``(index, batch_seed, sample_seed)``: ``batch_seed`` derives from ``(seed, epoch, batch)``
-    only, so every process draws the same mixup ratio for the same batch (as GluonCV's one
-    ``lam`` per global batch)."""
+    """:class:`~gluon_bof.data.loader.DetectionBatchSampler` at one size whose
+    :class:`~gluon_bof.data.loader.SampleKey` s carry a ``batch_seed`` derived from ``(seed, epoch,
+    batch)`` only, so every process draws the same mixup ratio for the same batch (as GluonCV's
+    one ``lam`` per global batch)."""
 
     def __init__(self, num_samples: int, batch_size: int, **kwargs):
         super().__init__(num_samples, batch_size, sizes=0, **kwargs)
@@ -196,12 +196,12 @@ class ClassificationBatchSampler(DetectionBatchSampler):
         seeds = np.random.default_rng([self.seed, 2, self.epoch]).integers(
             0, 2**31 - 1, size=max(self.num_batches(), 1))
         for b, keys in enumerate(super().__iter__(), start=self.start_batch):
-            yield [(i, int(seeds[b]), s) for i, _, s in keys]
+            yield [key._replace(batch_seed=int(seeds[b])) for key in keys]
 
 
 class SeededTransformDataset(torch.utils.data.Dataset):
-    """``(transform(img), label, index, batch_seed)`` items for keys ``(index, batch_seed, seed)``
-    (or a plain index). With a seed, torch's generator is seeded with it for the transform and
+    """``(transform(img), label, index, batch_seed)`` items for
+    :class:`~gluon_bof.data.loader.SampleKey` keys (or a plain index). With a seed, torch's generator is seeded with it for the transform and
     restored afterwards, so each sample's augmentation is a pure function of its seed."""
 
     def __init__(self, dataset, transform):
@@ -214,7 +214,8 @@ class SeededTransformDataset(torch.utils.data.Dataset):
     def __getitem__(self, key):
         batch_seed, seed = 0, None
         if isinstance(key, tuple):
-            key, batch_seed, seed = key
+            key = SampleKey(*key)
+            key, batch_seed, seed = key.index, key.batch_seed, key.seed
         img, label = self.dataset[key]
         if seed is None:
             return self.transform(img), int(label), int(key), batch_seed

@@ -13,9 +13,23 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
-__all__ = ["TrainBatch", "EvalBatch", "pad_labels", "detection_collate", "detection_pad_collate", "TransformDataset",
+__all__ = ["SampleKey", "TrainBatch", "EvalBatch", "pad_labels", "detection_collate", "detection_pad_collate", "TransformDataset",
            "DetectionBatchSampler", "random_shape_sizes", "epoch_order", "shard_indices", "repeat_seeds",
            "eval_shard", "EvalBatchSampler"]
+
+
+class SampleKey(NamedTuple):
+    """What a batch sampler yields per sample, the one key protocol of every training loader.
+
+    ``index``: the dataset item. ``size``: the input ``(height, width)`` of its batch (random-shape
+    training), or None for the transform's own size. ``seed``: the sample's seed (its augmentation
+    and mixup-partner draws; a pure function of the run's seed, the epoch and the sample's place).
+    ``batch_seed``: a seed shared by the whole batch on every process (the classification mixup
+    ratio, one per global batch as GluonCV draws it); 0 where nothing is drawn per batch."""
+    index: int
+    size: Optional[Tuple[int, int]]
+    seed: int
+    batch_seed: int = 0
 
 
 class TrainBatch(NamedTuple):
@@ -94,9 +108,9 @@ def detection_pad_collate(batch: List[Tuple[torch.Tensor, np.ndarray]], size_div
 class TransformDataset(Dataset):
     """Applies ``transform(img, label, size=...)`` to a dataset's items, keyed by sampler keys.
 
-    A key is an index, or ``(index, size, seed)`` as yielded by :class:`DetectionBatchSampler`;
-    with a seed, NumPy's global RNG is seeded with it before the item is read (the dataset may be a
-    ``MixupDetection`` that draws its partner from that RNG) and transformed.
+    A key is an index, or a :class:`SampleKey` as the batch samplers yield: NumPy's global RNG is
+    seeded with its ``seed`` before the item is read (the dataset may be a ``MixupDetection`` that
+    draws its partner from that RNG) and transformed at its ``size``.
     """
 
     def __init__(self, dataset, transform):
@@ -109,8 +123,9 @@ class TransformDataset(Dataset):
     def __getitem__(self, key):
         size = None
         if isinstance(key, tuple):
-            key, size, seed = key
-            np.random.seed(seed)
+            key = SampleKey(*key)
+            np.random.seed(key.seed)
+            key, size = key.index, key.size
         img, label = self.dataset[key]
         if size is None:  # fixed-size batches: the transform's own size
             return self.transform(img, label)
@@ -266,4 +281,4 @@ class DetectionBatchSampler(Sampler):
         for b in range(self.start_batch, self.num_batches()):
             part = slice(b * self.batch_size, (b + 1) * self.batch_size)
             size = None if len(self.sizes) == 1 else (sizes[b], sizes[b])  # fixed: the transform's own size
-            yield [(int(i), size, int(s)) for i, s in zip(order[part], seeds[part])]
+            yield [SampleKey(int(i), size, int(s)) for i, s in zip(order[part], seeds[part])]

@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from torch.utils.data import Sampler, Subset
 
-from .loader import epoch_order, repeat_seeds, shard_indices
+from .loader import SampleKey, epoch_order, repeat_seeds, shard_indices
 
 __all__ = ["AspectRatioBatchSampler", "aspect_ratio_groups", "base_image_size"]
 
@@ -131,4 +131,4 @@ class AspectRatioBatchSampler(Sampler):
         for b in range(self.start_batch, len(src)):
             pos = np.asarray(batches[src[b]])
             batch_seeds = repeat_seeds(seeds[pos], np.full(len(pos), repeated[b]))
-            yield [(int(i), None, int(s)) for i, s in zip(order[pos], batch_seeds)]
+            yield [SampleKey(int(i), None, int(s)) for i, s in zip(order[pos], batch_seeds)]

@@ -29,6 +29,8 @@ import numpy as np
 
 from ..utils.cli import run_script
 from ..utils.home import default_data_root
+from ..utils.segmentation_viz import plot_segmentation
+from .segmentation import ADE20KSegmentation
 from .synthetic import CLASSES as SHAPES
 from .synthetic import _background, _color, _noise_bank, _place, _shape_mask, _texture
 
@@ -105,9 +107,6 @@ def ensure_generated(root: str) -> str:
 def save_preview(root: str, file: str, num: int = 6, split: str = "train") -> str:
     """A PNG of the first ``num`` images of ``split`` beside their masks (read back through
     ``ADE20KSegmentation``)."""
-    from ..utils.segmentation_viz import plot_segmentation
-    from .segmentation import ADE20KSegmentation
-
     ds = ADE20KSegmentation(root, split)
     items = [ds[i] for i in range(min(num, len(ds)))]
     return plot_segmentation([i[0] for i in items], [i[1] for i in items], None, file, classes=ds.classes)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gluon_bof.data.base import DatasetError
+from gluon_bof.data.loader import SampleKey
 from gluon_bof.data.classification import (ClassificationBatchSampler, ImageFolderDataset, MixupCollate,
                                            ObjectCrops, SeededTransformDataset,
                                            prepare_synthetic_classification)
@@ -113,8 +114,10 @@ def test_batch_seeds_are_shared_across_processes_and_resume():
     full = ClassificationBatchSampler(10, 2, seed=5, rank=0, world_size=2)
     other = ClassificationBatchSampler(10, 2, seed=5, rank=1, world_size=2)
     a, b = list(full), list(other)
-    assert len(a) == 2 and [k[0][1] for k in a] == [k[0][1] for k in b]  # same batch seed per batch
-    assert not {k[0] for batch in a for k in batch} & {k[0] for batch in b for k in batch}
+    assert len(a) == 2 and [k[0].batch_seed for k in a] == [k[0].batch_seed for k in b]  # one seed per batch
+    assert all(len({k.batch_seed for k in batch}) == 1 and k.size is None for batch in a for k in batch)
+    assert len({batch[0].batch_seed for batch in a}) == 2  # batches differ
+    assert not {k.index for batch in a for k in batch} & {k.index for batch in b for k in batch}
     full.set_epoch(0, start_batch=1)
     assert list(full) == a[1:]  # resume mid-epoch: the same remaining batches
     full.set_epoch(1)
@@ -124,7 +127,7 @@ def test_batch_seeds_are_shared_across_processes_and_resume():
 def test_seeded_transform_is_a_function_of_the_seed():
     ds = SeededTransformDataset([(np.zeros((2, 2, 3), np.uint8), 1)], lambda img: torch.rand(3))
     state = torch.get_rng_state()
-    x1, label, index, batch_seed = ds[(0, 77, 123)]
+    x1, label, index, batch_seed = ds[SampleKey(0, None, 123, batch_seed=77)]
     assert torch.equal(torch.get_rng_state(), state)  # the global generator is left alone
     torch.manual_seed(123)
     assert torch.equal(x1, torch.rand(3)) and (label, index, batch_seed) == (1, 0, 77)

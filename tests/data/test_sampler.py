@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from gluon_bof.data.loader import DetectionBatchSampler, detection_pad_collate
+from gluon_bof.data.loader import DetectionBatchSampler, SampleKey, detection_pad_collate
 from gluon_bof.data.mixup import MixupDetection
 from gluon_bof.data.sampler import AspectRatioBatchSampler, aspect_ratio_groups, base_image_size
 
@@ -49,10 +49,10 @@ def test_per_sample_seeds_match_detection_batch_sampler():
     ref = DetectionBatchSampler(len(GROUPS), 1, sizes=320, seed=11, drop_last=False)
     s.set_epoch(4)
     ref.set_epoch(4)
-    ref_seeds = {b[0][0]: b[0][2] for b in ref}
+    ref_seeds = {b[0].index: b[0].seed for b in ref}
     keys = [k for b in s for k in b]
-    assert all(size is None for _, size, _ in keys)
-    assert {i: seed for i, _, seed in keys} == ref_seeds
+    assert all(isinstance(k, SampleKey) and k.size is None and k.batch_seed == 0 for k in keys)
+    assert {k.index: k.seed for k in keys} == ref_seeds
 
 
 def test_deterministic_per_epoch_and_different_across_epochs():
