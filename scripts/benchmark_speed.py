@@ -71,6 +71,14 @@ spec = json.loads(sys.argv[1])
 net = model_zoo.get_model("yolo3_darknet53_voc", pretrained_base=False)
 net.initialize(mx.init.Xavier())
 net.hybridize()
+# training on its own network: a hybridized block keeps one call structure (net(x) for inference,
+# net(x, gt, *targets) for training); GluonCV's train_yolo3.py builds the transform from the net
+# before hybridizing it (a hybridized copy would replay the inference graph: 3 outputs, not 8)
+tnet = model_zoo.get_model("yolo3_darknet53_voc", pretrained_base=False)
+tnet.initialize(mx.init.Xavier())
+b, s = 4, 320
+transform = YOLO3DefaultTrainTransform(s, s, tnet)
+tnet.hybridize()
 def timeit(step, warmup, iters):
     first = None
     for _ in range(warmup):
@@ -85,8 +93,6 @@ x = mx.nd.array(rng.randn(1, 3, 416, 416).astype("float32"))
 def infer():
     net(x)
 out = {"infer": timeit(infer, spec["warmup"], spec["iters"])}
-b, s = 4, 320
-transform = YOLO3DefaultTrainTransform(s, s, net)  # builds GluonCV's target generator from the net
 items = []
 for i in range(b):
     img = mx.nd.array(rng.randint(0, 255, (s, s, 3)).astype("uint8"))
@@ -96,10 +102,10 @@ for i in range(b):
 data = mx.nd.stack(*[it[0] for it in items])
 targets = [mx.nd.stack(*[it[k] for it in items]) for k in range(1, 6)]
 gt = mx.nd.stack(*[it[6] for it in items])
-trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-5, "wd": 5e-4, "momentum": 0.9})
+trainer = gluon.Trainer(tnet.collect_params(), "sgd", {"learning_rate": 1e-5, "wd": 5e-4, "momentum": 0.9})
 def train():
     with autograd.record():
-        losses = net(data, gt, *targets)
+        losses = tnet(data, gt, *targets)
         autograd.backward([sum(losses)])
     trainer.step(b)
 out["train"] = timeit(train, spec["warmup"], spec["iters"])
@@ -410,7 +416,11 @@ def main(argv=None):
         del bench
     torch._dynamo.reset()
     if args.gluoncv_python:
-        report["gluoncv"] = gluoncv_comparison(args.gluoncv_python, device, args.iters, args.warmup)
+        try:
+            report["gluoncv"] = gluoncv_comparison(args.gluoncv_python, device, args.iters, args.warmup)
+        except RuntimeError as e:  # keep what was measured; say why the comparison is missing
+            report["gluoncv_error"] = str(e)[-2000:]
+            print(f"GluonCV comparison failed: {str(e)[-500:]}", file=sys.stderr, flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "speed.json"), "w") as f:
         json.dump(report, f, indent=1)
