@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping, Sequence
 
+from ..errors import ConfigError
+
 __all__ = ["lr_at", "LRScheduler", "plot_lr_schedule"]
 
 MODES = ("constant", "step", "linear", "poly", "cosine")
@@ -60,8 +62,8 @@ def lr_at(iteration: int, *, base_lr: float, mode: str = "step", epochs: float |
     warmup = int(warmup_iters) if warmup_iters is not None else \
         int(warmup_epochs * iters_per_epoch)
     if total_iters <= warmup:
-        raise ValueError(f"lr_at: {total_iters} iterations in all leave none after "
-                         f"{warmup} warmup iterations")
+        raise ConfigError(f"the schedule's {total_iters} updates in all leave none after its {warmup} warmup "
+                          f"updates: train for more epochs or warm up for fewer")
     if warmup_factor is not None:
         if warmup_lr:
             raise ValueError("lr_at: give warmup_lr or warmup_factor, not both")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from gluon_bof.errors import ConfigError
 from gluon_bof.utils.lr_scheduler import LRScheduler, lr_at, plot_lr_schedule
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "lr.npz")
@@ -59,8 +60,8 @@ def test_cosine_poly_linear_midpoints_and_ends():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="mode"):
         lr_at(0, base_lr=BASE, mode="exp", total_iters=10)
-    with pytest.raises(ValueError, match="warmup"):
-        lr_at(0, base_lr=BASE, total_iters=10, warmup_iters=10)
+    with pytest.raises(ConfigError, match="10 updates in all leave none after its 10 warmup"):
+        lr_at(0, base_lr=BASE, total_iters=10, warmup_iters=10)  # a user's schedule: one line, exit 2
     with pytest.raises(ValueError):
         lr_at(-1, base_lr=BASE, total_iters=10)
     with pytest.raises(ValueError, match="epochs"):
