@@ -156,7 +156,7 @@ def run(args, ctx):
     return common.train(ctx, config, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, scaler=scaler,
                         train_loader=train_loader, sampler=sampler,
                         evaluate_fn=detection_evaluator(val_loader, metric, ctx.device,
-                                                                 channels_last=args.channels_last),
+                                                        channels_last=args.channels_last),
                         on_epoch_start=build.mixup_switch(mixup_set, mixup, epochs=args.epochs,
                                                           no_mixup_epochs=args.no_mixup_epochs))
 

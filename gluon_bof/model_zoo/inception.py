@@ -174,6 +174,6 @@ class Inception3(nn.Module):
 @register_model("inceptionv3")
 def inceptionv3(*, classes=1000, norm_layer=nn.BatchNorm2d, pretrained=False, **kwargs):
     """Inception-V3 (GluonCV's ``inceptionv3``); ``pretrained``: False, True (GluonCV's
-    ImageNet weights) or a weights file (see :func:`.darknet.load_weights`)."""
+    ImageNet weights) or a weights file (see :func:`.model_store.load_weights`)."""
     return load_weights(Inception3(classes=classes, norm_layer=norm_layer, **kwargs), pretrained,
                         "inceptionv3")

@@ -163,7 +163,7 @@ def _resnet_v1(depth: int, classes: int, norm_layer: NormLayer, pretrained, kwar
 
 
 # Each builder takes ``classes``, ``norm_layer``, ``pretrained`` (False; True: GluonCV's ImageNet
-# weights of that name through model_store; or a path: see darknet.load_weights) and ResNetV1's
+# weights of that name through model_store; or a path: see model_store.load_weights) and ResNetV1's
 # options (``thumbnail``, ``last_gamma``).
 @register_model("resnet18_v1")
 def resnet18_v1(*, classes=1000, norm_layer=nn.BatchNorm2d, pretrained=False, **kwargs):

@@ -235,7 +235,7 @@ def _resnet(depth: int, variant: str, classes: int, norm_layer: NormLayer, pretr
 
 
 # Each builder takes ``classes``, ``norm_layer``, ``pretrained`` (False; True: GluonCV's ImageNet
-# weights of that name through model_store; or a path: see darknet.load_weights) and ResNetV1b's
+# weights of that name through model_store; or a path: see model_store.load_weights) and ResNetV1b's
 # options (``dilated``, ``last_gamma``, ``deep_stem``, ``stem_width``, ``avg_down``, ``final_drop``).
 @register_model("resnet18_v1b")
 def resnet18_v1b(*, classes=1000, norm_layer=nn.BatchNorm2d, pretrained=False, **kwargs):
